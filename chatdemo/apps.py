@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ChatDemoConfig(AppConfig):
+    name = "chatdemo"
+    verbose_name = "Chat demo"

@@ -1,0 +1,13 @@
+"""Settings for in-process tests (pytest-django). Daphne-backed tests run the demo
+project's own settings in a subprocess instead (see tests/daphne.py)."""
+
+from project.settings import *  # noqa: F403
+
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+WSAUTH = {
+    "ISSUER": "http://127.0.0.1:9/unconfigured",  # tests point this at a live Issuer
+    "AUDIENCE": "wsauth-tests",
+}

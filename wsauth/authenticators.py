@@ -1,0 +1,143 @@
+"""Pluggable handshake authenticators, chosen by ``WSAUTH["AUTHENTICATORS"]``.
+
+Like Django REST framework's authentication classes: each looks at the handshake and
+returns an ``Identity``, ``None`` ("not mine"), or raises ``Refused``; the first that
+claims the handshake decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from .conf import Conf
+from .logutil import mask
+from .tickets import TicketStoreError, redeem
+from .tokens import TokenError, validate_access_token
+from .users import UserRefused, user_by_pk, user_for_claims
+
+
+class Refused(Exception):
+    """The handshake is refused; ``reason`` is logged, never sent to the client."""
+
+    def __init__(self, reason: str, detail: str = "", credential: str | None = None) -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+        self.detail = detail or reason
+        self.credential = credential
+
+
+@dataclass(slots=True)
+class Identity:
+    user: Any
+    method: str
+    claims: dict[str, Any] | None
+    expires_at: float | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Handshake:
+    """What a handshake offers, parsed once: subprotocols, token, query, origin."""
+
+    app_protocols: list[str]
+    token_protocol: str | None
+    token: str | None
+    query: dict[str, list[str]]
+    origin: str | None
+
+    @classmethod
+    def parse(cls, scope: dict[str, Any], conf: Conf) -> Handshake:
+        prefix = conf.subprotocol_prefix
+        app: list[str] = []
+        tokens: list[str] = []
+        for raw in scope.get("subprotocols") or ():
+            if not isinstance(raw, str):
+                raise Refused("bad_subprotocol", "subprotocol is not text")
+            value = raw.strip()
+            if not value:
+                continue
+            (tokens if value.startswith(prefix) else app).append(value)
+        if len(tokens) > 1:
+            raise Refused("ambiguous_credentials", "more than one token subprotocol")
+        query_string = scope.get("query_string") or b""
+        try:
+            query = parse_qs(
+                query_string.decode("ascii"), max_num_fields=20, strict_parsing=False
+            )
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise Refused("bad_query", "malformed query string") from exc
+        origins = [v for k, v in scope.get("headers") or () if k.lower() == b"origin"]
+        if len(origins) > 1:
+            raise Refused("bad_origin", "more than one Origin header")
+        origin = origins[0].decode("latin-1") if origins else None
+        token_protocol = tokens[0] if tokens else None
+        return cls(
+            app_protocols=app,
+            token_protocol=token_protocol,
+            token=token_protocol[len(prefix) :] if token_protocol else None,
+            query=query,
+            origin=origin,
+        )
+
+
+class BaseAuthenticator:
+    async def authenticate(self, handshake: Handshake, conf: Conf) -> Identity | None:
+        raise NotImplementedError
+
+
+class SubprotocolAuthenticator(BaseAuthenticator):
+    """``Sec-WebSocket-Protocol: authorization_bearer_<access token>``."""
+
+    async def authenticate(self, handshake: Handshake, conf: Conf) -> Identity | None:
+        token = handshake.token
+        if token is None:
+            return None
+        try:
+            verified = await validate_access_token(token, conf=conf)
+            user = await user_for_claims(verified.claims)
+        except (TokenError, UserRefused) as exc:
+            raise Refused(exc.reason, exc.detail, credential=token) from exc
+        return Identity(
+            user=user,
+            method="subprotocol",
+            claims=verified.claims,
+            expires_at=verified.expires_at,
+        )
+
+
+class TicketAuthenticator(BaseAuthenticator):
+    """``?ticket=<one-time ticket>`` from ``POST /wsauth/ticket/``."""
+
+    async def authenticate(self, handshake: Handshake, conf: Conf) -> Identity | None:
+        values = handshake.query.get("ticket")
+        if not values:
+            return None
+        if len(values) != 1:
+            raise Refused("ambiguous_credentials", "more than one ticket")
+        ticket = values[0]
+        try:
+            record = await redeem(ticket)
+        except TicketStoreError as exc:
+            raise Refused("ticket_store_unavailable", str(exc), credential=ticket) from exc
+        if record is None:
+            raise Refused("invalid_ticket", "unknown, used or expired ticket", credential=ticket)
+        bound = record.get("origin")
+        if bound and bound != handshake.origin:
+            raise Refused(
+                "ticket_origin_mismatch",
+                f"ticket was issued to {bound!r}, handshake comes from {handshake.origin!r}",
+                credential=ticket,
+            )
+        try:
+            user = await user_by_pk(record["uid"])
+        except UserRefused as exc:
+            raise Refused(exc.reason, exc.detail, credential=ticket) from exc
+        return Identity(
+            user=user,
+            method="ticket",
+            claims=record.get("claims"),
+            expires_at=record.get("credential_expires_at"),
+            extra={"via": record.get("via"), "ticket": mask(ticket)},
+        )

@@ -1,0 +1,154 @@
+"""System checks: ``manage.py check`` explains a dangerous or broken configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from .conf import DEFAULTS, get_conf
+from .origins import OriginError, parse_origin
+
+_SYMMETRIC = ("HS256", "HS384", "HS512")
+
+
+@register(Tags.security, "wsauth")
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    conf = get_conf()
+    errors: list[Any] = []
+    raw = getattr(settings, "WSAUTH", {})
+    if not isinstance(raw, dict):
+        return [Error("WSAUTH must be a dict.", hint="WSAUTH = {...}", id="wsauth.E000")]
+    for name in sorted(set(raw) - set(DEFAULTS)):
+        errors.append(
+            Error(
+                f"WSAUTH has an unknown setting {name!r}.",
+                hint="Check the spelling against the README's settings table.",
+                id="wsauth.E001",
+            )
+        )
+    if not conf.issuer:
+        errors.append(
+            Error(
+                "No OpenID Connect issuer is configured for WebSocket tokens.",
+                hint="Set WSAUTH['ISSUER'] to the issuer URL exactly as tokens carry it in "
+                "'iss', e.g. 'https://login.example.com/realms/main'.",
+                id="wsauth.E002",
+            )
+        )
+    if conf.verify_audience and not conf.audience:
+        errors.append(
+            Error(
+                "No audience is configured: tokens issued to any client would be accepted.",
+                hint="Set WSAUTH['AUDIENCE'] (or OIDC_RP_CLIENT_ID) to the 'aud' your access "
+                "tokens carry; set WSAUTH['VERIFY_AUDIENCE'] = False only if your issuer "
+                "puts no audience in access tokens.",
+                id="wsauth.E003",
+            )
+        )
+    bad = sorted(a for a in conf.algorithms if a.lower() == "none")
+    if bad:
+        errors.append(
+            Error(
+                "WSAUTH['ALGORITHMS'] allows unsigned tokens ('none').",
+                hint="Remove 'none' from WSAUTH['ALGORITHMS'].",
+                id="wsauth.E004",
+            )
+        )
+    symmetric = sorted(a for a in conf.algorithms if a.upper() in _SYMMETRIC)
+    if symmetric:
+        errors.append(
+            Error(
+                f"WSAUTH['ALGORITHMS'] lists HMAC algorithms {symmetric} next to a public key "
+                "set: a token signed with the public key as HMAC secret could pass.",
+                hint="Use asymmetric algorithms (the default: RS256, ES256, EdDSA, ...). If "
+                "OIDC_RP_SIGN_ALGO is 'HS256', set WSAUTH['ALGORITHMS'] explicitly.",
+                id="wsauth.E005",
+            )
+        )
+    if not conf.algorithms:
+        errors.append(
+            Error("WSAUTH['ALGORITHMS'] is empty.", hint="Leave the default.", id="wsauth.E006")
+        )
+    if conf.jwks_unknown_kid_cooldown < 5:
+        errors.append(
+            Error(
+                "WSAUTH['JWKS_UNKNOWN_KID_COOLDOWN'] is below 5 seconds: a flood of random "
+                "key ids would make this server hammer the issuer.",
+                hint="Use 5 seconds or more (default 10).",
+                id="wsauth.E007",
+            )
+        )
+    if conf.typ_policy not in ("default", "strict"):
+        errors.append(
+            Error(
+                f"WSAUTH['TYP_POLICY'] is {conf.typ_policy!r}.",
+                hint="Use 'default' (at+jwt, JWT or no typ) or 'strict' (at+jwt only).",
+                id="wsauth.E008",
+            )
+        )
+    if not 1 <= conf.ticket_ttl <= 300:
+        errors.append(
+            Error(
+                f"WSAUTH['TICKET_TTL'] is {conf.ticket_ttl} seconds.",
+                hint="A ticket should live a few seconds: use 1 to 300 (default 30).",
+                id="wsauth.E009",
+            )
+        )
+    for value in conf.allowed_origins:
+        try:
+            parse_origin(value, allow_wildcard=True)
+        except OriginError as exc:
+            errors.append(
+                Error(
+                    f"WSAUTH['ALLOWED_ORIGINS'] has an invalid origin: {exc}",
+                    hint="Write origins as 'https://host[:port]' or 'https://*.example.com'.",
+                    id="wsauth.E010",
+                )
+            )
+    errors.extend(_check_stores(conf))
+    return errors
+
+
+def _check_stores(conf: Any) -> list[Any]:
+    errors: list[Any] = []
+    caches = getattr(settings, "CACHES", {})
+    ticket_cache = caches.get(conf.ticket_cache)
+    if ticket_cache is None:
+        errors.append(
+            Error(
+                f"WSAUTH['TICKET_CACHE'] names the cache {conf.ticket_cache!r}, which is not "
+                "in CACHES.",
+                hint="Add it to CACHES or point TICKET_CACHE at an existing alias.",
+                id="wsauth.E011",
+            )
+        )
+        return errors
+    layers = getattr(settings, "CHANNEL_LAYERS", {})
+    layer_backend = str(layers.get("default", {}).get("BACKEND", ""))
+    multi_process = "redis" in layer_backend.lower()
+    local_backend = ticket_cache.get("BACKEND", "")
+    if local_backend.endswith(("LocMemCache", "DummyCache")) and (
+        multi_process or not settings.DEBUG
+    ):
+        errors.append(
+            Warning(
+                f"Tickets are kept in a {local_backend.rsplit('.', 1)[-1]}, which other "
+                "processes cannot see: a ticket issued by one Daphne process fails on another.",
+                hint="Point WSAUTH['TICKET_CACHE'] at a shared cache, e.g. "
+                "django.core.cache.backends.redis.RedisCache.",
+                id="wsauth.W001",
+            )
+        )
+    if layer_backend and "InMemoryChannelLayer" in layer_backend and not settings.DEBUG:
+        errors.append(
+            Warning(
+                "The channel layer is in memory while DEBUG is off: group messages do not "
+                "cross processes, and it slows down with many sockets.",
+                hint="Use channels_redis.core.RedisChannelLayer with "
+                "{'address': REDIS_URL, 'socket_timeout': 10}.",
+                id="wsauth.W002",
+            )
+        )
+    return errors

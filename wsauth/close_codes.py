@@ -1,0 +1,12 @@
+"""WebSocket close codes used by wsauth (documented in the README)."""
+
+#: The credential expired: get a fresh token and reconnect.
+CREDENTIAL_EXPIRED = 4001
+#: The credential is invalid (bad refresh or first-message token): log in again.
+CREDENTIAL_INVALID = 4401
+#: Forbidden: subject changed on refresh, user disabled, logged out or revoked.
+FORBIDDEN = 4403
+#: First-message authentication was not received in time: reconnect.
+AUTH_TIMEOUT = 4408
+#: A rate or connection limit was reached: back off, then reconnect.
+RATE_LIMITED = 4429

@@ -1,0 +1,192 @@
+"""Settings for wsauth, read from one ``WSAUTH`` dict with safe defaults.
+
+mozilla-django-oidc's ``OIDC_*`` settings serve as fallbacks, so a project configures its
+identity provider once. Values are resolved once and cached; Django's ``setting_changed``
+signal (``override_settings`` in tests) drops the cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+#: Asymmetric algorithms only: never ``none``, never HMAC next to a public key set.
+DEFAULT_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
+
+DEFAULTS: dict[str, Any] = {
+    # Identity provider
+    "ISSUER": None,  # exact ``iss``; discovery at {ISSUER}/.well-known/openid-configuration
+    "JWKS_URL": None,  # explicit JWKS URL; fallback OIDC_OP_JWKS_ENDPOINT, then discovery
+    "AUDIENCE": None,  # str or list; fallback OIDC_RP_CLIENT_ID
+    "VERIFY_AUDIENCE": True,
+    "ALGORITHMS": DEFAULT_ALGORITHMS,  # fallback OIDC_RP_SIGN_ALGO when set explicitly
+    "LEEWAY": 10,  # seconds, for exp/nbf/iat at the handshake
+    "MAX_TOKEN_SIZE": 12 * 1024,
+    "TYP_POLICY": "default",  # "default": at+jwt, JWT or none; "strict": at+jwt only
+    "ACCEPT_DPOP_BOUND_AS_BEARER": False,
+    # Key set
+    "JWKS_TIMEOUT": 3.0,  # seconds per HTTP request; must fit Daphne's 5 s handshake budget
+    "JWKS_CACHE_TTL": 300,  # refresh (in the background) after this many seconds
+    "JWKS_MAX_STALE": 24 * 3600,  # last good keys are used this long while the issuer is down
+    "JWKS_UNKNOWN_KID_COOLDOWN": 10,  # seconds between refetches caused by unknown kids (>= 5)
+    "VERIFIED_TOKEN_CACHE_SIZE": 10_000,
+    # Credentials on the handshake
+    "AUTHENTICATORS": (
+        "wsauth.authenticators.SubprotocolAuthenticator",
+        "wsauth.authenticators.TicketAuthenticator",
+    ),
+    "SUBPROTOCOL_PREFIX": "authorization_bearer_",
+    "ALLOW_TOKEN_ONLY_SUBPROTOCOL": True,  # echo the token back when it is the only offer
+    "TICKET_CACHE": "default",  # Django cache alias shared by all processes
+    "TICKET_TTL": 30,  # seconds
+    "TICKET_KEY_PREFIX": "wsauth:ticket:",
+    "TICKET_BIND_ORIGIN": True,
+    # Origins
+    "ALLOWED_ORIGINS": (),  # always allowed, in addition to the AllowedOrigin table
+    "REQUIRE_ORIGIN": False,
+    "ORIGINS_REFRESH_INTERVAL": 2.0,  # seconds; an admin change is seen within this
+    # Users
+    "USER_BACKEND": "wsauth.backends.OIDCBackend",
+    "CREATE_USERS": None,  # fallback OIDC_CREATE_USER, else True
+    "USER_CACHE_TTL": 60,  # seconds
+}
+
+
+@dataclass(frozen=True)
+class Conf:
+    issuer: str | None
+    jwks_url: str | None
+    audience: tuple[str, ...]
+    verify_audience: bool
+    algorithms: frozenset[str]
+    leeway: float
+    max_token_size: int
+    typ_policy: str
+    accept_dpop_bound_as_bearer: bool
+    jwks_timeout: float
+    jwks_cache_ttl: float
+    jwks_max_stale: float
+    jwks_unknown_kid_cooldown: float
+    verified_token_cache_size: int
+    authenticators: tuple[str, ...]
+    subprotocol_prefix: str
+    allow_token_only_subprotocol: bool
+    ticket_cache: str
+    ticket_ttl: int
+    ticket_key_prefix: str
+    ticket_bind_origin: bool
+    allowed_origins: tuple[str, ...]
+    require_origin: bool
+    origins_refresh_interval: float
+    user_backend: str
+    create_users: bool
+    user_cache_ttl: float
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+
+def _as_tuple(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+def _load() -> Conf:
+    user = getattr(django_settings, "WSAUTH", {}) or {}
+    unknown = set(user) - set(DEFAULTS)
+    raw = {**DEFAULTS, **user, "_unknown": sorted(unknown)}
+
+    audience = raw["AUDIENCE"]
+    if audience is None:
+        audience = getattr(django_settings, "OIDC_RP_CLIENT_ID", None)
+    algorithms = raw["ALGORITHMS"]
+    if "ALGORITHMS" not in user and getattr(django_settings, "OIDC_RP_SIGN_ALGO", None):
+        algorithms = (django_settings.OIDC_RP_SIGN_ALGO,)
+    jwks_url = raw["JWKS_URL"] or getattr(django_settings, "OIDC_OP_JWKS_ENDPOINT", None)
+    create_users = raw["CREATE_USERS"]
+    if create_users is None:
+        create_users = getattr(django_settings, "OIDC_CREATE_USER", True)
+    issuer = raw["ISSUER"]
+    return Conf(
+        issuer=issuer,
+        jwks_url=jwks_url,
+        audience=_as_tuple(audience),
+        verify_audience=bool(raw["VERIFY_AUDIENCE"]),
+        algorithms=frozenset(_as_tuple(algorithms)),
+        leeway=float(raw["LEEWAY"]),
+        max_token_size=int(raw["MAX_TOKEN_SIZE"]),
+        typ_policy=str(raw["TYP_POLICY"]),
+        accept_dpop_bound_as_bearer=bool(raw["ACCEPT_DPOP_BOUND_AS_BEARER"]),
+        jwks_timeout=float(raw["JWKS_TIMEOUT"]),
+        jwks_cache_ttl=float(raw["JWKS_CACHE_TTL"]),
+        jwks_max_stale=float(raw["JWKS_MAX_STALE"]),
+        jwks_unknown_kid_cooldown=float(raw["JWKS_UNKNOWN_KID_COOLDOWN"]),
+        verified_token_cache_size=int(raw["VERIFIED_TOKEN_CACHE_SIZE"]),
+        authenticators=_as_tuple(raw["AUTHENTICATORS"]),
+        subprotocol_prefix=str(raw["SUBPROTOCOL_PREFIX"]),
+        allow_token_only_subprotocol=bool(raw["ALLOW_TOKEN_ONLY_SUBPROTOCOL"]),
+        ticket_cache=str(raw["TICKET_CACHE"]),
+        ticket_ttl=int(raw["TICKET_TTL"]),
+        ticket_key_prefix=str(raw["TICKET_KEY_PREFIX"]),
+        ticket_bind_origin=bool(raw["TICKET_BIND_ORIGIN"]),
+        allowed_origins=_as_tuple(raw["ALLOWED_ORIGINS"]),
+        require_origin=bool(raw["REQUIRE_ORIGIN"]),
+        origins_refresh_interval=float(raw["ORIGINS_REFRESH_INTERVAL"]),
+        user_backend=str(raw["USER_BACKEND"]),
+        create_users=bool(create_users),
+        user_cache_ttl=float(raw["USER_CACHE_TTL"]),
+        raw=raw,
+    )
+
+
+_conf: Conf | None = None
+_reset_hooks: list[Any] = []
+
+
+def get_conf() -> Conf:
+    global _conf
+    if _conf is None:
+        _conf = _load()
+    return _conf
+
+
+def on_reset(hook: Any) -> Any:
+    """Register a callable run whenever settings change (caches built from settings)."""
+    _reset_hooks.append(hook)
+    return hook
+
+
+def reset() -> None:
+    global _conf
+    _conf = None
+    for hook in _reset_hooks:
+        hook()
+
+
+@receiver(setting_changed)
+def _setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in {
+        "WSAUTH",
+        "OIDC_RP_CLIENT_ID",
+        "OIDC_RP_SIGN_ALGO",
+        "OIDC_OP_JWKS_ENDPOINT",
+        "OIDC_CREATE_USER",
+        "CACHES",
+    }:
+        reset()

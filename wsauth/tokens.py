@@ -1,0 +1,252 @@
+"""Access-token validation: one parse per token, keys from the issuer's JWKS.
+
+pyjwt's entry points (``get_unverified_header``, ``PyJWKClient``, ``decode``) each parse
+the token again, and ``decode`` spends more time merging options than verifying. Here the
+token is split and decoded once, the signature is checked by pyjwt's algorithm objects
+with a key prepared once per ``(kid, alg)``, and the registered claims are checked below.
+A token verified before is found again by its digest until it expires.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from jwt.algorithms import get_default_algorithms
+
+from .conf import Conf, get_conf, on_reset
+from .jwks import KeyError_, get_jwks_cache
+
+_ALGORITHMS = get_default_algorithms()
+_DEFAULT_TYPES = frozenset({"at+jwt", "jwt", None})
+_STRICT_TYPES = frozenset({"at+jwt"})
+
+
+class TokenError(Exception):
+    """A refused token. ``reason`` is a short code; the message a human explanation."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+        self.detail = detail or reason
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    claims: dict[str, Any]
+    header: dict[str, Any]
+    issuer: str
+    subject: str
+    expires_at: int
+
+    @property
+    def dpop_jkt(self) -> str | None:
+        cnf = self.claims.get("cnf")
+        return cnf.get("jkt") if isinstance(cnf, dict) else None
+
+
+def _b64decode(segment: str) -> bytes:
+    # Reject padding and non-alphabet bytes: base64url in JWS is unpadded.
+    if "=" in segment:
+        raise TokenError("malformed", "padded base64 segment")
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise TokenError("malformed", "bad base64url segment") from exc
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise TokenError("malformed", f"{what} is not JSON") from exc
+    if not isinstance(value, dict):
+        raise TokenError("malformed", f"{what} is not a JSON object")
+    return value
+
+
+def _normalise_typ(typ: Any) -> str | None:
+    if typ is None:
+        return None
+    if not isinstance(typ, str):
+        return "<invalid>"
+    typ = typ.lower()
+    return typ.removeprefix("application/")
+
+
+def _number(claims: dict[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TokenError("invalid_claims", f"'{name}' is not a number")
+    return float(value)
+
+
+def check_claims(claims: dict[str, Any], conf: Conf, now: float | None = None) -> None:
+    """The registered claims of an access token, with ``conf.leeway`` seconds of leeway."""
+    now = time.time() if now is None else now
+    for required in ("exp", "iss", "sub"):
+        if required not in claims:
+            raise TokenError("missing_claim", f"token has no '{required}' claim")
+    if not isinstance(claims["sub"], str) or not claims["sub"]:
+        raise TokenError("invalid_claims", "'sub' is not a non-empty string")
+    if claims["iss"] != conf.issuer:
+        raise TokenError("wrong_issuer", f"issuer {claims['iss']!r} is not {conf.issuer!r}")
+    exp = _number(claims, "exp")
+    assert exp is not None
+    if now >= exp + conf.leeway:
+        raise TokenError("expired", "token has expired")
+    nbf = _number(claims, "nbf")
+    if nbf is not None and now + conf.leeway < nbf:
+        raise TokenError("not_yet_valid", "token is not valid yet (nbf)")
+    iat = _number(claims, "iat")
+    if iat is not None and now + conf.leeway < iat:
+        raise TokenError("not_yet_valid", "token was issued in the future (iat)")
+    if conf.verify_audience:
+        aud = claims.get("aud")
+        auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        if not any(a in conf.audience for a in auds if isinstance(a, str)):
+            raise TokenError("wrong_audience", f"audience {aud!r} is not accepted")
+
+
+class _VerifiedCache:
+    """Bounded LRU of verified tokens by SHA-256 digest; an entry never outlives ``exp``."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[bytes, VerifiedToken] = OrderedDict()
+
+    def get(self, digest: bytes, now: float) -> VerifiedToken | None:
+        token = self._entries.get(digest)
+        if token is None:
+            return None
+        if now >= token.expires_at:
+            del self._entries[digest]
+            return None
+        self._entries.move_to_end(digest)
+        return token
+
+    def put(self, digest: bytes, token: VerifiedToken) -> None:
+        if self.size <= 0:
+            return
+        self._entries[digest] = token
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def discard_where(self, predicate: Any) -> None:
+        for digest in [d for d, t in self._entries.items() if predicate(t)]:
+            del self._entries[digest]
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+_verified: _VerifiedCache | None = None
+
+
+def _verified_cache(conf: Conf) -> _VerifiedCache:
+    global _verified
+    if _verified is None:
+        _verified = _VerifiedCache(conf.verified_token_cache_size)
+    return _verified
+
+
+@on_reset
+def _drop_verified() -> None:
+    global _verified
+    _verified = None
+
+
+def forget_verified(predicate: Any) -> None:
+    """Drop cached verifications matching ``predicate(VerifiedToken)`` (revocation)."""
+    if _verified is not None:
+        _verified.discard_where(predicate)
+
+
+def parse(token: str, conf: Conf) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+    """Split and decode a compact JWS once: header, claims, signing input, signature."""
+    if not isinstance(token, str) or not token:
+        raise TokenError("malformed", "empty token")
+    if len(token) > conf.max_token_size:
+        raise TokenError("too_large", f"token is larger than {conf.max_token_size} bytes")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise TokenError("malformed", "not a compact JWS (three dot-separated parts)")
+    try:
+        signing_input = (parts[0] + "." + parts[1]).encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise TokenError("malformed", "non-ASCII token") from exc
+    header = _json_object(_b64decode(parts[0]), "header")
+    claims = _json_object(_b64decode(parts[1]), "payload")
+    signature = _b64decode(parts[2])
+    return header, claims, signing_input, signature
+
+
+def check_header(header: dict[str, Any], conf: Conf) -> tuple[str, str | None]:
+    """The algorithm allow-list, ``crit`` and the ``typ`` policy. Returns ``(alg, kid)``."""
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in conf.algorithms or alg.lower() == "none":
+        raise TokenError("bad_algorithm", f"algorithm {alg!r} is not allowed")
+    if alg not in _ALGORITHMS:
+        raise TokenError("bad_algorithm", f"algorithm {alg!r} is not supported")
+    if "crit" in header:
+        raise TokenError("malformed", "critical header extensions are not supported")
+    allowed = _STRICT_TYPES if conf.typ_policy == "strict" else _DEFAULT_TYPES
+    if _normalise_typ(header.get("typ")) not in allowed:
+        raise TokenError("bad_type", f"token type {header.get('typ')!r} is not accepted")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise TokenError("malformed", "'kid' is not a string")
+    # 'jku', 'x5u', 'x5c' and 'jwk' are never used: keys come from the configured JWKS only.
+    return alg, kid
+
+
+async def validate_access_token(token: str, *, conf: Conf | None = None) -> VerifiedToken:
+    """Verify an access token against the configured issuer, or raise ``TokenError``."""
+    conf = conf or get_conf()
+    if not isinstance(token, str) or len(token) > conf.max_token_size:
+        raise TokenError("too_large", f"token is larger than {conf.max_token_size} bytes")
+    now = time.time()
+    cache = _verified_cache(conf)
+    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+    cached = cache.get(digest, now)
+    if cached is not None:
+        _check_binding(cached, conf)
+        return cached
+
+    header, claims, signing_input, signature = parse(token, conf)
+    alg, kid = check_header(header, conf)
+    try:
+        key = await get_jwks_cache(conf).get_key(kid, alg)
+    except KeyError_ as exc:
+        raise TokenError(exc.reason, str(exc)) from exc
+    try:
+        valid = _ALGORITHMS[alg].verify(signing_input, key, signature)
+    except Exception:
+        valid = False
+    if not valid:
+        raise TokenError("bad_signature", "signature verification failed")
+    check_claims(claims, conf, now)
+    verified = VerifiedToken(
+        claims=claims,
+        header=header,
+        issuer=claims["iss"],
+        subject=claims["sub"],
+        expires_at=int(claims["exp"]),
+    )
+    _check_binding(verified, conf)
+    cache.put(digest, verified)
+    return verified
+
+
+def _check_binding(token: VerifiedToken, conf: Conf) -> None:
+    if token.dpop_jkt is not None and not conf.accept_dpop_bound_as_bearer:
+        raise TokenError("dpop_bound", "token is bound to a DPoP key (cnf.jkt)")
