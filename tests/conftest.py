@@ -1,0 +1,90 @@
+"""Shared fixtures: a live test issuer, and real Daphne processes of the demo project."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from wsauth import conf as wsauth_conf
+
+from .daphne import DaphneServer, manage, project_env
+from .issuer import AUDIENCE, Issuer
+
+#: Redis database for tests; each test gets its own key prefix through KEY_PREFIX below.
+REDIS_DB = int(os.environ.get("WSAUTH_TEST_REDIS_DB", "11"))
+REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+
+
+@pytest.fixture
+def issuer() -> Iterator[Issuer]:
+    """A fresh issuer (own keys, own counters) per test."""
+    iss = Issuer().start()
+    yield iss
+    iss.stop()
+
+
+@pytest.fixture
+def wsauth_settings(settings: Any, issuer: Issuer) -> Any:
+    """Point the in-process settings at the live issuer."""
+    settings.WSAUTH = {**settings.WSAUTH, "ISSUER": issuer.issuer, "AUDIENCE": AUDIENCE}
+    wsauth_conf.reset()
+    yield settings
+    wsauth_conf.reset()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail("Redis is not running on 127.0.0.1:6379 (see README)")
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path, issuer: Issuer) -> Callable[..., dict[str, str]]:
+    """Build a migrated demo-project environment: ``env = project(redis=True, **extra)``."""
+    made: dict[str, dict[str, str]] = {}
+
+    def make(redis_url: str | None = None, **extra: str) -> dict[str, str]:
+        key = f"{redis_url}|{sorted(extra.items())}"
+        if key in made:
+            return made[key]
+        env = project_env(
+            OIDC_ISSUER=issuer.issuer,
+            OIDC_AUDIENCE=AUDIENCE,
+            DJANGO_DB_PATH=str(tmp_path / "db.sqlite3"),
+            DJANGO_VAR_DIR=str(tmp_path),
+            **({"REDIS_URL": redis_url} if redis_url else {}),
+            **extra,
+        )
+        if not (tmp_path / "db.sqlite3").exists():
+            manage(env, "migrate", "-v0")
+        made[key] = env
+        return env
+
+    return make
+
+
+@pytest.fixture
+def daphne(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], DaphneServer]]:
+    """Start real Daphne processes: ``server = daphne(env)``; all stopped after the test."""
+    servers: list[DaphneServer] = []
+
+    def start(env: dict[str, str]) -> DaphneServer:
+        server = DaphneServer(env, tmp_path / f"daphne-{len(servers)}.log").start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
