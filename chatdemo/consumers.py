@@ -34,8 +34,13 @@ class ChatConsumer(AuthenticatedWebsocketConsumer):
             if not isinstance(message, str) or not message.strip():
                 raise ValueError
         except (ValueError, KeyError, TypeError):
-            await self.send_json({"type": "error", "error": "bad_message",
-                                  "detail": 'send JSON {"message": "<text>"}'})
+            await self.send_json(
+                {
+                    "type": "error",
+                    "error": "bad_message",
+                    "detail": 'send JSON {"message": "<text>"}',
+                }
+            )
             return
         await self.channel_layer.group_send(
             self.group,
@@ -50,8 +55,13 @@ class ChatConsumer(AuthenticatedWebsocketConsumer):
     async def chat_message(self, event: dict[str, Any]) -> None:
         try:
             await self.send_json(
-                {"type": "message", "user": event["user"], "message": event["message"],
-                 "room": self.room, "sent_at": event["sent_at"]}
+                {
+                    "type": "message",
+                    "user": event["user"],
+                    "message": event["message"],
+                    "room": self.room,
+                    "sent_at": event["sent_at"],
+                }
             )
         except Disconnected:
             # The client left between the group send and this delivery.

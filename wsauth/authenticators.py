@@ -63,9 +63,7 @@ class Handshake:
             raise Refused("ambiguous_credentials", "more than one token subprotocol")
         query_string = scope.get("query_string") or b""
         try:
-            query = parse_qs(
-                query_string.decode("ascii"), max_num_fields=20, strict_parsing=False
-            )
+            query = parse_qs(query_string.decode("ascii"), max_num_fields=20, strict_parsing=False)
         except (UnicodeDecodeError, ValueError) as exc:
             raise Refused("bad_query", "malformed query string") from exc
         origins = [v for k, v in scope.get("headers") or () if k.lower() == b"origin"]

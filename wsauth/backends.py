@@ -54,7 +54,7 @@ class OIDCBackend(OIDCAuthenticationBackend):
         if isinstance(preferred, str) and preferred and len(preferred) <= 100:
             if not self.UserModel.objects.filter(username=preferred).exists():
                 return preferred
-        digest = hashlib.sha1(f"{self.issuer_of(claims)}\0{claims['sub']}".encode()).digest()
+        digest = hashlib.sha256(f"{self.issuer_of(claims)}\0{claims['sub']}".encode()).digest()[:20]
         return "oidc-" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def create_user(self, claims: dict[str, Any]) -> Any:

@@ -48,9 +48,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
             return
         loop = asyncio.get_running_loop()
         delay = max(0.0, float(expires_at) - time.time())
-        self._expiry_handle = loop.call_later(
-            delay, lambda: loop.create_task(self._expire())
-        )
+        self._expiry_handle = loop.call_later(delay, lambda: loop.create_task(self._expire()))
 
     async def _expire(self) -> None:
         logger.info("wsauth: credential expired, closing socket of %s", self.display_name)
@@ -70,6 +68,4 @@ class EchoConsumer(AuthenticatedWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is not None:
-            await self.send(
-                text_data=f'I\'m not very smart, all I can do is repeat: "{text_data}"'
-            )
+            await self.send(text_data=f'I\'m not very smart, all I can do is repeat: "{text_data}"')

@@ -144,7 +144,7 @@ class WSAuthMiddleware:
         )
 
 
-def WSAuthMiddlewareStack(inner: Any) -> WSAuthMiddleware:  # noqa: N802 (Channels' naming)
+def WSAuthMiddlewareStack(inner: Any) -> WSAuthMiddleware:
     """The stack to wrap a ``URLRouter`` with. Do not put ``AuthMiddlewareStack`` inside:
     Channels' ``AuthMiddleware`` would overwrite ``scope["user"]`` with the session user."""
     return WSAuthMiddleware(inner)

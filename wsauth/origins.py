@@ -68,17 +68,21 @@ def parse_origin(value: str, *, allow_wildcard: bool = False) -> Origin:
     if not host:
         raise OriginError(f"{value!r}: no host")
     try:
-        host = str(ipaddress.ip_address(host))
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is not None:
         if wildcard:
             raise OriginError(f"{value!r}: a wildcard needs a domain name, not an address")
-    except ValueError:
+        host = str(address)
+    else:
         try:
             host = host.encode("idna").decode("ascii").lower()
         except UnicodeError as exc:
             raise OriginError(f"{value!r}: invalid host name") from exc
-        if any(not label or len(label) > 63 for label in host.split(".")):
-            raise OriginError(f"{value!r}: invalid host name")
-        if not all(c.isalnum() or c in "-." for c in host):
+        if any(not label or len(label) > 63 for label in host.split(".")) or not all(
+            c.isalnum() or c in "-." for c in host
+        ):
             raise OriginError(f"{value!r}: invalid host name")
     return Origin(scheme, host, port or DEFAULT_PORTS[scheme], wildcard)
 
