@@ -2,6 +2,7 @@
 project's own settings in a subprocess instead (see tests/daphne.py)."""
 
 from project.settings import *  # noqa: F403
+from wsauth.conf import DEFAULT_ALGORITHMS
 
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -10,4 +11,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 WSAUTH = {
     "ISSUER": "http://127.0.0.1:9/unconfigured",  # tests point this at a live Issuer
     "AUDIENCE": "wsauth-tests",
+    # The demo sets OIDC_RP_SIGN_ALGO = "RS256" (a fallback); tests cover every default.
+    "ALGORITHMS": DEFAULT_ALGORITHMS,
 }

@@ -100,11 +100,11 @@ class Conf:
 
 
 def _as_tuple(value: Any) -> tuple[str, ...]:
-    if value is None:
+    if not value:
         return ()
     if isinstance(value, str):
         return (value,)
-    return tuple(value)
+    return tuple(v for v in value if v)
 
 
 def _load() -> Conf:
@@ -113,7 +113,7 @@ def _load() -> Conf:
     raw = {**DEFAULTS, **user, "_unknown": sorted(unknown)}
 
     audience = raw["AUDIENCE"]
-    if audience is None:
+    if not audience:
         audience = getattr(django_settings, "OIDC_RP_CLIENT_ID", None)
     algorithms = raw["ALGORITHMS"]
     if "ALGORITHMS" not in user and getattr(django_settings, "OIDC_RP_SIGN_ALGO", None):
