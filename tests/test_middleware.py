@@ -1,0 +1,100 @@
+"""The middleware in-process: scope contents, subprotocol selection rules, refusals."""
+
+from __future__ import annotations
+
+import pytest
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.testing import WebsocketCommunicator
+
+from wsauth import conf as wsauth_conf
+from wsauth.authenticators import Handshake, Refused
+from wsauth.middleware import WSAuthMiddlewareStack
+
+pytestmark = pytest.mark.django_db(transaction=True)
+PREFIX = "authorization_bearer_"
+seen: dict = {}
+
+
+class Recorder(AsyncWebsocketConsumer):
+    async def connect(self):
+        seen["scope"] = self.scope
+        await self.accept(self.scope["subprotocols"][-1] if self.scope["subprotocols"] else None)
+
+
+class PlainConsumer(AsyncWebsocketConsumer):
+    async def connect(self):
+        await self.accept()  # a consumer that knows nothing of subprotocols
+
+
+async def open_socket(app, subprotocols, query=""):
+    comm = WebsocketCommunicator(app, "/ws/x/" + query, subprotocols=subprotocols)
+    connected, sub = await comm.connect(timeout=5)
+    return comm, connected, sub
+
+
+async def test_scope_keys(issuer, wsauth_settings):
+    token = issuer.token(sub="scope-sub")
+    comm, connected, sub = await open_socket(
+        WSAuthMiddlewareStack(Recorder.as_asgi()), ["a", "b", PREFIX + token]
+    )
+    assert connected
+    scope = seen["scope"]
+    assert scope["user"].is_authenticated
+    assert scope["subprotocols"] == ["a", "b"]  # the token is taken out
+    info = scope["wsauth"]
+    assert info["method"] == "subprotocol"
+    assert info["claims"]["sub"] == "scope-sub"
+    assert info["expires_at"] == info["claims"]["exp"]
+    assert info["subprotocol"] == "a"
+    assert sub == "b"  # an offered application protocol chosen by the app is kept
+    await comm.disconnect()
+
+
+async def test_plain_consumer_gets_the_subprotocol_selected(issuer, wsauth_settings):
+    token = issuer.token()
+    app = WSAuthMiddlewareStack(PlainConsumer.as_asgi())
+    comm, connected, sub = await open_socket(app, ["chat", PREFIX + token])
+    assert connected and sub == "chat"
+    await comm.disconnect()
+    comm, connected, sub = await open_socket(app, [PREFIX + token])
+    assert connected and sub == PREFIX + token
+    await comm.disconnect()
+
+
+async def test_token_only_form_can_be_forbidden(issuer, wsauth_settings):
+    wsauth_settings.WSAUTH = {**wsauth_settings.WSAUTH, "ALLOW_TOKEN_ONLY_SUBPROTOCOL": False}
+    wsauth_conf.reset()
+    token = issuer.token()
+    app = WSAuthMiddlewareStack(PlainConsumer.as_asgi())
+    comm, connected, _ = await open_socket(app, [PREFIX + token])
+    assert not connected
+    comm, connected, sub = await open_socket(app, ["chat", PREFIX + token])
+    assert connected and sub == "chat"
+    await comm.disconnect()
+
+
+async def test_refused_handshake_never_reaches_the_consumer(issuer, wsauth_settings):
+    seen.clear()
+    comm, connected, _ = await open_socket(
+        WSAuthMiddlewareStack(Recorder.as_asgi()), ["chat", PREFIX + "garbage"]
+    )
+    assert not connected
+    assert "scope" not in seen
+
+
+def test_handshake_parse_rules(settings):
+    conf = wsauth_conf.get_conf()
+    scope = {
+        "subprotocols": [" chat ", "", PREFIX + "tok"],
+        "query_string": b"ticket=abc&x=1",
+        "headers": [(b"origin", b"https://a.example")],
+    }
+    h = Handshake.parse(scope, conf)
+    assert (h.app_protocols, h.token, h.origin) == (["chat"], "tok", "https://a.example")
+    assert h.query["ticket"] == ["abc"]
+    with pytest.raises(Refused):
+        Handshake.parse({"subprotocols": [PREFIX + "a", PREFIX + "b"]}, conf)
+    with pytest.raises(Refused):
+        Handshake.parse({"headers": [(b"origin", b"https://a"), (b"Origin", b"https://b")]}, conf)
+    with pytest.raises(Refused):
+        Handshake.parse({"query_string": b"\xff"}, conf)
