@@ -75,7 +75,7 @@ async def test_token_only_form_can_be_forbidden(issuer, wsauth_settings):
 
 async def test_refused_handshake_never_reaches_the_consumer(issuer, wsauth_settings):
     seen.clear()
-    comm, connected, _ = await open_socket(
+    _, connected, _ = await open_socket(
         WSAuthMiddlewareStack(Recorder.as_asgi()), ["chat", PREFIX + "garbage"]
     )
     assert not connected
