@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("DJANGO_VAR_DIR", BASE_DIR / "var"))
@@ -97,15 +98,61 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# The identity provider. With OIDC_ISSUER unset the embedded development provider is used.
+# The identity provider. With OIDC_ISSUER unset the embedded development provider
+# (django-oauth-toolkit, chatdemo/provider.py) is served by this same project under /o/.
+DEMO_BASE_URL = os.environ.get("DEMO_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
 OIDC_ISSUER = os.environ.get("OIDC_ISSUER", "").rstrip("/")
+DEMO_EMBEDDED_PROVIDER = not OIDC_ISSUER
 OIDC_RP_CLIENT_ID = os.environ.get("OIDC_CLIENT_ID", "chatdemo")
-OIDC_RP_CLIENT_SECRET = os.environ.get("OIDC_CLIENT_SECRET", "")
+OIDC_RP_CLIENT_SECRET = os.environ.get(
+    "OIDC_CLIENT_SECRET", "chatdemo-development-secret" if DEMO_EMBEDDED_PROVIDER else ""
+)
+DEMO_AUDIENCE = os.environ.get("OIDC_AUDIENCE") or OIDC_RP_CLIENT_ID
 OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_RP_SCOPES = "openid email profile"
+OIDC_USE_PKCE = True
+OIDC_STORE_ACCESS_TOKEN = True  # the chat page's subprotocol method needs it
+OIDC_TIMEOUT = 5
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
 
-WSAUTH = {
-    "ISSUER": OIDC_ISSUER or None,
-    "AUDIENCE": os.environ.get("OIDC_AUDIENCE") or OIDC_RP_CLIENT_ID,
+if DEMO_EMBEDDED_PROVIDER:
+    from chatdemo.keys import signing_key_pem
+
+    OIDC_ISSUER = DEMO_BASE_URL + "/o"
+    INSTALLED_APPS.append("oauth2_provider")
+    OAUTH2_PROVIDER = {
+        "OIDC_ENABLED": True,
+        "OIDC_ISS_ENDPOINT": OIDC_ISSUER,
+        "OIDC_RSA_PRIVATE_KEY": signing_key_pem(VAR_DIR / "oidc-signing-key.pem"),
+        "PKCE_REQUIRED": True,
+        "ACCESS_TOKEN_GENERATOR": "chatdemo.provider.access_token_generator",
+        "ACCESS_TOKEN_EXPIRE_SECONDS": int(os.environ.get("DEMO_TOKEN_LIFETIME", "3600")),
+        "OAUTH2_VALIDATOR_CLASS": "chatdemo.provider.DemoValidator",
+        "SCOPES": {"openid": "OpenID Connect", "profile": "Your name", "email": "Your e-mail"},
+    }
+    OIDC_OP_AUTHORIZATION_ENDPOINT = OIDC_ISSUER + "/authorize/"
+    OIDC_OP_TOKEN_ENDPOINT = OIDC_ISSUER + "/token/"
+    OIDC_OP_USER_ENDPOINT = OIDC_ISSUER + "/userinfo/"
+    OIDC_OP_JWKS_ENDPOINT = OIDC_ISSUER + "/.well-known/jwks.json"
+    OIDC_OP_LOGOUT_ENDPOINT = OIDC_ISSUER + "/logout/"
+    LOGIN_URL = "/accounts/login/"  # the provider's own login page
+else:
+    # An external provider (Keycloak, Auth0, Entra...): endpoints from the environment,
+    # else from its discovery document. Without them the browser login is off, tokens
+    # still work on WebSockets.
+    from chatdemo.discovery import discover
+
+    _endpoints = discover(OIDC_ISSUER)
+    OIDC_OP_AUTHORIZATION_ENDPOINT = _endpoints.get("authorization_endpoint", "")
+    OIDC_OP_TOKEN_ENDPOINT = _endpoints.get("token_endpoint", "")
+    OIDC_OP_USER_ENDPOINT = _endpoints.get("userinfo_endpoint", "")
+    OIDC_OP_JWKS_ENDPOINT = _endpoints.get("jwks_uri", "")
+    LOGIN_URL = "/oidc/authenticate/"
+
+WSAUTH: dict[str, Any] = {
+    "ISSUER": OIDC_ISSUER,
+    "AUDIENCE": DEMO_AUDIENCE,
 }
 
 AUTHENTICATION_BACKENDS = [

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -7,3 +8,10 @@ urlpatterns = [
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("", include("chatdemo.urls")),
 ]
+
+if settings.DEMO_EMBEDDED_PROVIDER:
+    urlpatterns += [
+        path("o/", include("oauth2_provider.urls", namespace="oauth2_provider")),
+        # The provider's own login page (the authorization endpoint sends people here).
+        path("accounts/", include("django.contrib.auth.urls")),
+    ]

@@ -8,6 +8,8 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memor
 CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Keys come from the live test issuer, not the demo provider mozilla-django-oidc points at.
+OIDC_OP_JWKS_ENDPOINT = ""
 WSAUTH = {
     "ISSUER": "http://127.0.0.1:9/unconfigured",  # tests point this at a live Issuer
     "AUDIENCE": "wsauth-tests",

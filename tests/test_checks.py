@@ -85,12 +85,12 @@ def test_unknown_ticket_cache(settings):
 
 @pytest.mark.parametrize(
     ("env", "expected"),
-    [({"OIDC_ISSUER": "https://idp.example/realms/x"}, 0), ({"OIDC_AUDIENCE": ""}, 1)],
+    [({"OIDC_ISSUER": "http://127.0.0.1:9/realms/x"}, 0), ({"OIDC_AUDIENCE": ""}, 1)],
 )
 def test_manage_py_check(env, expected, tmp_path):
     environment = project_env(DJANGO_VAR_DIR=str(tmp_path), **env)
     if expected:
-        environment["OIDC_ISSUER"] = "https://idp.example/realms/x"
+        environment["OIDC_ISSUER"] = "http://127.0.0.1:9/realms/x"
         environment["OIDC_CLIENT_ID"] = ""
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--fail-level", "ERROR"],

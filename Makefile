@@ -1,0 +1,24 @@
+# The demo and the tests. `make demo` needs only python3 (3.11+); `make test` installs
+# what it needs (see tests/run.sh).
+PYTHON ?= python3
+VENV ?= .venv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: demo demo-env test bench
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+demo-env: $(VENV)/bin/python
+	$(VENV)/bin/python -m pip install -q -U pip
+	$(VENV)/bin/python -m pip install -q -e '.[demo]'
+
+demo: demo-env
+	DEMO_BASE_URL=$${DEMO_BASE_URL:-http://$(HOST):$(PORT)} bash scripts/demo.sh $(HOST) $(PORT)
+
+test:
+	bash tests/run.sh
+
+bench: demo-env
+	$(VENV)/bin/python -m bench
