@@ -1,0 +1,217 @@
+"""The demo end to end in headless Chromium: the embedded provider's real login page,
+the chat by ticket and by subprotocol, two users on two Daphne processes sharing Redis,
+a foreign origin refused, and logout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import REDIS_URL
+from tests.daphne import ROOT, DaphneServer, free_port, manage, project_env
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+class Demo:
+    def __init__(self, a: DaphneServer, b: DaphneServer, browser) -> None:
+        self.a, self.b, self.browser = a, b, browser
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is not installed (tests/run.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    tmp: Path = tmp_path_factory.mktemp("demo")
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    port_a, port_b = free_port(), free_port()
+    env = project_env(
+        DJANGO_VAR_DIR=str(tmp),
+        DEMO_BASE_URL=f"http://127.0.0.1:{port_a}",
+        REDIS_URL=REDIS_URL,
+    )
+    manage(env, "migrate", "-v0")
+    manage(env, "demo_seed", "--base-url", f"http://127.0.0.1:{port_b}")
+    a = DaphneServer(env, tmp / "a.log")
+    a.port = port_a
+    b = DaphneServer(env, tmp / "b.log")
+    b.port = port_b
+    a.start()
+    b.start()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield Demo(a, b, browser)
+        browser.close()
+    a.stop()
+    b.stop()
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def login(demo: Demo, server: DaphneServer, username: str, room: str = "lobby"):
+    context = demo.browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"{server.http}/chat/{room}/")
+    # The chat needs a login: mozilla-django-oidc sends us to the provider's login page.
+    page.wait_for_selector("#id_username")
+    assert "/accounts/login/" in page.url and "code_challenge" in page.url  # PKCE
+    page.fill("#id_username", username)
+    page.fill("#id_password", username * 2)
+    page.click("#signin")
+    page.wait_for_url(f"{server.http}/chat/{room}/")
+    page.wait_for_selector("#state.state-open")
+    return context, page
+
+
+def send(page, text: str) -> None:
+    page.fill("#text", text)
+    page.press("#text", "Enter")
+
+
+def test_login_and_chat_by_ticket_then_subprotocol(demo, tmp_path):
+    context, page = login(demo, demo.a, "alice")
+    assert page.inner_text("#me") == "Alice Liddell"
+    assert "connected by ticket" in page.inner_text("#messages")
+    assert "min" in page.inner_text("#lifetime")
+    send(page, "hello by ticket")
+    page.wait_for_selector("#messages li:has-text('hello by ticket')")
+    assert "Alice Liddell" in page.inner_text("#messages")
+
+    page.select_option("#method", "subprotocol")
+    page.wait_for_selector("#messages li:has-text('connected by subprotocol')")
+    send(page, "hello by subprotocol")
+    page.wait_for_selector("#messages li:has-text('hello by subprotocol')")
+    # The README's picture: WSAUTH_UPDATE_SCREENSHOT=1 refreshes docs/chat.png.
+    page.set_viewport_size({"width": 900, "height": 640})
+    shot = page.screenshot(path=str(tmp_path / "chat.png"))
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("WSAUTH_UPDATE_SCREENSHOT"):
+        (ROOT / "docs" / "chat.png").write_bytes(shot)
+    page.select_option("#method", "ticket")  # leave the stored choice as it was
+    context.close()
+
+
+def test_two_users_on_two_processes_see_each_other(demo):
+    alice_ctx, alice = login(demo, demo.a, "alice", room="duo")
+    bob_ctx, bob = login(demo, demo.b, "bob", room="duo")
+    send(alice, "hi bob, from process A")
+    bob.wait_for_selector("#messages li:has-text('hi bob, from process A')")
+    send(bob, "hi alice, from process B")
+    alice.wait_for_selector("#messages li:has-text('hi alice, from process B')")
+    assert "Bob Builder" in alice.inner_text("#messages")
+    assert "Alice Liddell" in bob.inner_text("#messages")
+    alice_ctx.close()
+    bob_ctx.close()
+
+
+OPEN_SOCKET = """async ([url, protocols]) => new Promise((resolve) => {
+  const ws = new WebSocket(url, protocols);
+  ws.onopen = () => { ws.close(); resolve("open"); };
+  ws.onerror = () => resolve("error");
+  setTimeout(() => resolve("timeout"), 8000);
+})"""
+
+
+def test_page_from_a_foreign_origin_cannot_connect(demo):
+    context, page = login(demo, demo.a, "alice", room="origins")
+    token = page.evaluate(
+        "async () => (await (await fetch('/demo/token/', {method: 'POST', headers: "
+        "{'X-CSRFToken': document.querySelector('meta[name=csrf-token]').content}})).json())"
+        ".access_token"
+    )
+    ws_url = f"{demo.a.ws}/ws/echo/"
+    protocols = ["chat", "authorization_bearer_" + token]
+    assert page.evaluate(OPEN_SOCKET, [ws_url, protocols]) == "open"
+    # The same server under another name is another origin, not in the allowed list.
+    foreign = context.new_page()
+    foreign.goto(f"http://localhost:{demo.a.port}/")
+    assert foreign.evaluate(OPEN_SOCKET, [ws_url, protocols]) == "error"
+    assert _wait_log(demo.a, "reason=origin_not_allowed")
+    context.close()
+
+
+def _wait_log(server: DaphneServer, text: str) -> bool:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if text in server.log():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_logout_stops_new_connections(demo):
+    context, page = login(demo, demo.a, "bob", room="bye")
+    page.click("#logout")
+    page.wait_for_url(f"{demo.a.http}/")
+    status = page.evaluate(
+        "async () => (await fetch('/wsauth/ticket/', {method: 'POST', headers: "
+        "{'X-CSRFToken': document.querySelector('meta[name=csrf-token]').content}})).status"
+    )
+    assert status in (401, 403)
+    page.goto(f"{demo.a.http}/chat/bye/")
+    page.wait_for_selector("#id_username")  # back at the login page, no socket
+    context.close()
+
+
+def test_demo_command_serves_echo_from_a_clean_checkout(tmp_path):
+    checkout = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(checkout)], check=True, timeout=60)
+    port = free_port()
+    env = project_env(PY=sys.executable, DJANGO_VAR_DIR=str(tmp_path / "var"))
+    proc = subprocess.Popen(
+        ["bash", "scripts/demo.sh", "127.0.0.1", str(port)],
+        cwd=checkout,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            try:
+                opener = urllib.request.build_opener(NoRedirect)
+                opener.open(f"http://127.0.0.1:{port}/echo/", timeout=2)
+            except urllib.error.HTTPError as exc:
+                # /echo/ asks for a login through the OIDC flow.
+                assert exc.code == 302
+                assert exc.headers["Location"].startswith("/oidc/authenticate/")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the demo did not start in time"
+                time.sleep(0.3)
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/o/.well-known/openid-configuration", timeout=5
+        ) as r:
+            assert b"jwks_uri" in r.read()
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=15)[0].decode()
+    assert "alice" in out and f"http://127.0.0.1:{port}/" in out
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
