@@ -46,6 +46,13 @@ def public_jwk(key: Any, kid: str | None, alg: str | None = None) -> dict[str, A
     return jwk
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up (timeout tests) is expected, not an error
+
+
 _ALG_FOR = {"RSA": "RS256", "EC": "ES256", "OKP": "EdDSA"}
 
 
@@ -60,8 +67,7 @@ class Issuer:
         self.delay = 0.0
         self.malformed: str | None = None  # "discovery" | "jwks"
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self.issuer = self.url + "/realms/test"
         self._thread = threading.Thread(

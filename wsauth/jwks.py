@@ -75,6 +75,20 @@ def _http_get_json(url: str, timeout: float) -> dict[str, Any]:
     return document
 
 
+def parse_jwks(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Signing keys of a JWKS document by ``kid`` (``""`` for a key without one)."""
+    keys = document.get("keys")
+    if not isinstance(keys, list):
+        raise ValueError("JWKS document has no 'keys' list")
+    by_kid: dict[str, dict[str, Any]] = {}
+    for jwk in keys:
+        if not isinstance(jwk, dict) or jwk.get("use", "sig") != "sig":
+            continue
+        kid = jwk.get("kid")
+        by_kid[kid if isinstance(kid, str) else ""] = jwk
+    return by_kid
+
+
 class JWKSCache:
     """Keys of one issuer, refreshed in the background and kept while the issuer is down."""
 
@@ -114,17 +128,13 @@ class JWKSCache:
     def _fetch_sync(self) -> dict[str, dict[str, Any]]:
         url = self._discover_jwks_url()
         self.fetch_count += 1
-        document = _http_get_json(url, self.timeout)
-        keys = document.get("keys")
-        if not isinstance(keys, list):
-            raise ValueError("JWKS document has no 'keys' list")
-        by_kid: dict[str, dict[str, Any]] = {}
-        for jwk in keys:
-            if not isinstance(jwk, dict) or jwk.get("use", "sig") != "sig":
-                continue
-            kid = jwk.get("kid")
-            by_kid[kid if isinstance(kid, str) else ""] = jwk
-        return by_kid
+        return parse_jwks(_http_get_json(url, self.timeout))
+
+    def install(self, document: dict[str, Any]) -> None:
+        """Use this key set as if just fetched (``wsauth.testing``: keys without HTTP)."""
+        self._jwks = parse_jwks(document)
+        self._keys = {}
+        self._fetched_at = time.monotonic()
 
     async def _refresh(self) -> bool:
         """Fetch the key set once, sharing the fetch with every concurrent caller."""
