@@ -4,6 +4,7 @@ DJANGO_SECRET_KEY, DJANGO_DEBUG, DJANGO_ALLOWED_HOSTS."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,8 @@ else:
 WSAUTH: dict[str, Any] = {
     "ISSUER": OIDC_ISSUER,
     "AUDIENCE": DEMO_AUDIENCE,
+    # Any other wsauth setting, as JSON: WSAUTH_OVERRIDES='{"EXPIRING_LEAD": 30}'.
+    **json.loads(os.environ.get("WSAUTH_OVERRIDES") or "{}"),
 }
 
 AUTHENTICATION_BACKENDS = [

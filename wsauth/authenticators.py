@@ -139,3 +139,31 @@ class TicketAuthenticator(BaseAuthenticator):
             expires_at=record.get("credential_expires_at"),
             extra={"via": record.get("via"), "ticket": mask(ticket)},
         )
+
+
+class QueryTokenAuthenticator(BaseAuthenticator):
+    """``?access_token=<token>``, only with ``ALLOW_QUERY_TOKEN``: URLs end up in proxy
+    logs and browser history, so tickets (single use, seconds long) are the better way
+    to keep a credential out of headers. Daphne's WebSocket access log omits the query."""
+
+    async def authenticate(self, handshake: Handshake, conf: Conf) -> Identity | None:
+        values = handshake.query.get("access_token")
+        if not values:
+            return None
+        token = values[0]
+        if not conf.allow_query_token:
+            raise Refused(
+                "query_token_disabled",
+                "?access_token= is off (WSAUTH['ALLOW_QUERY_TOKEN']); use a ticket",
+                credential=token,
+            )
+        if len(values) != 1:
+            raise Refused("ambiguous_credentials", "more than one access_token", credential=token)
+        try:
+            verified = await validate_access_token(token, conf=conf)
+            user = await user_for_claims(verified.claims)
+        except (TokenError, UserRefused) as exc:
+            raise Refused(exc.reason, exc.detail, credential=token) from exc
+        return Identity(
+            user=user, method="query", claims=verified.claims, expires_at=verified.expires_at
+        )

@@ -49,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "AUTHENTICATORS": (
         "wsauth.authenticators.SubprotocolAuthenticator",
         "wsauth.authenticators.TicketAuthenticator",
+        "wsauth.authenticators.QueryTokenAuthenticator",
     ),
     "SUBPROTOCOL_PREFIX": "authorization_bearer_",
     "ALLOW_TOKEN_ONLY_SUBPROTOCOL": True,  # echo the token back when it is the only offer
@@ -56,6 +57,12 @@ DEFAULTS: dict[str, Any] = {
     "TICKET_TTL": 30,  # seconds
     "TICKET_KEY_PREFIX": "wsauth:ticket:",
     "TICKET_BIND_ORIGIN": True,
+    "ALLOW_QUERY_TOKEN": False,  # ?access_token=: off; tickets keep tokens out of URLs
+    # The life of a socket
+    "EXPIRING_LEAD": 60,  # seconds before exp that wsauth.expiring is sent
+    "AUTH_TIMEOUT": 5.0,  # seconds for the first frame on first-message-auth routes
+    "REFRESH_BURST": 3,  # refreshes allowed at once ...
+    "REFRESH_INTERVAL": 10.0,  # ... then one per this many seconds; beyond: close 4429
     # Origins
     "ALLOWED_ORIGINS": (),  # always allowed, in addition to the AllowedOrigin table
     "REQUIRE_ORIGIN": False,
@@ -90,6 +97,11 @@ class Conf:
     ticket_ttl: int
     ticket_key_prefix: str
     ticket_bind_origin: bool
+    allow_query_token: bool
+    expiring_lead: float
+    auth_timeout: float
+    refresh_burst: int
+    refresh_interval: float
     allowed_origins: tuple[str, ...]
     require_origin: bool
     origins_refresh_interval: float
@@ -145,6 +157,11 @@ def _load() -> Conf:
         ticket_ttl=int(raw["TICKET_TTL"]),
         ticket_key_prefix=str(raw["TICKET_KEY_PREFIX"]),
         ticket_bind_origin=bool(raw["TICKET_BIND_ORIGIN"]),
+        allow_query_token=bool(raw["ALLOW_QUERY_TOKEN"]),
+        expiring_lead=float(raw["EXPIRING_LEAD"]),
+        auth_timeout=float(raw["AUTH_TIMEOUT"]),
+        refresh_burst=int(raw["REFRESH_BURST"]),
+        refresh_interval=float(raw["REFRESH_INTERVAL"]),
         allowed_origins=_as_tuple(raw["ALLOWED_ORIGINS"]),
         require_origin=bool(raw["REQUIRE_ORIGIN"]),
         origins_refresh_interval=float(raw["ORIGINS_REFRESH_INTERVAL"]),

@@ -1,25 +1,59 @@
-"""The authenticated base consumer and the echo consumer."""
+"""The authenticated base consumer and the echo consumer.
+
+The base consumer owns the life of the credential on an open socket: it warns before
+expiry (``wsauth.expiring``), closes at expiry (4001), takes in-band refreshes
+(``wsauth.refresh``), and, on routes that opt in, first-message authentication
+(``wsauth.auth``). Control frames are handled before the application sees anything; an
+application frame costs one anchored regular-expression match.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import close_codes
-from .users import display_name
+from .conf import get_conf
+from .tokens import TokenError, validate_access_token
+from .users import UserRefused, display_name, user_for_claims
 
 logger = logging.getLogger("wsauth")
 
+_CONTROL = re.compile(r'\s*\{\s*"type"\s*:\s*"wsauth\.')
+
+
+def _frame(**fields: Any) -> str:
+    return json.dumps(fields, separators=(",", ":"))
+
 
 class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
-    """Accepts with the subprotocol chosen at the handshake and closes the socket with
-    4001 when the credential expires: one timer per socket, nothing per message."""
+    """Base for consumers behind ``WSAuthMiddleware``.
 
-    _expiry_handle: asyncio.TimerHandle | None = None
+    Set ``first_message_auth = True`` (or route ``Consumer.as_asgi(first_message_auth=True)``)
+    to accept sockets without handshake credentials whose first frame must be
+    ``{"type": "wsauth.auth", "token": ...}`` within ``AUTH_TIMEOUT`` seconds.
+    """
+
+    first_message_auth: bool = False
+
+    _timer: asyncio.TimerHandle | None = None
+    _timer_task: asyncio.Task[None] | None = None
+    _accepted = False
+    _warned_for: float | None = None
+    _refresh_allowance: float | None = None
+    _refresh_stamp = 0.0
+
+    def __init__(self, *args: Any, first_message_auth: bool | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if first_message_auth is not None:  # the route option: as_asgi(first_message_auth=True)
+            self.first_message_auth = first_message_auth
 
     @property
     def wsauth(self) -> dict[str, Any]:
@@ -29,36 +63,197 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
     def display_name(self) -> str:
         return display_name(self.scope["user"], self.wsauth.get("claims"))
 
+    @property
+    def pending(self) -> bool:
+        return self.wsauth.get("method") == "pending"
+
+    # -- connection ---------------------------------------------------------------------------
+
     async def websocket_connect(self, message: dict[str, Any]) -> None:
+        if self.pending and self.first_message_auth:
+            await self.accept()
+            self._set_timer(get_conf().auth_timeout, self._auth_timed_out)
+            return
         user = self.scope.get("user")
-        if not self.wsauth or user is None or not user.is_authenticated:
+        if self.pending or not self.wsauth or user is None or not user.is_authenticated:
             # Served without WSAuthMiddleware: refuse rather than run unauthenticated.
-            logger.error("wsauth: %s is not behind WSAuthMiddleware", type(self).__name__)
+            logger.error("wsauth: %s got an unauthenticated handshake", type(self).__name__)
             await self.close()
             return
         await super().websocket_connect(message)
 
     async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        if self._accepted:  # connect() after first-message authentication
+            return
+        self._accepted = True
         await super().accept(subprotocol or self.wsauth.get("subprotocol"), headers)
         self._schedule_expiry()
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        self._cancel_timer()
+        await super().websocket_disconnect(message)
+
+    async def close_for(self, code: int, reason: str) -> None:
+        """Close with a wsauth close code, and say why in the server log."""
+        self._cancel_timer()
+        user = self.scope.get("user")
+        logger.info(
+            "wsauth: closing socket code=%s user=%s path=%s: %s",
+            code,
+            user.get_username() if user is not None else "-",
+            self.scope.get("path"),
+            reason,
+        )
+        await self.close(code=code)
+
+    # -- frames -------------------------------------------------------------------------------
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        text = message.get("text")
+        if text is not None and _CONTROL.match(text) and await self._control(text):
+            return
+        if self.pending:
+            await self.close_for(close_codes.CREDENTIAL_INVALID, "application frame before auth")
+            return
+        await super().websocket_receive(message)
+
+    async def _control(self, text: str) -> bool:
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            return False
+        kind = frame.get("type") if isinstance(frame, dict) else None
+        if not isinstance(kind, str) or not kind.startswith("wsauth."):
+            return False
+        if kind == "wsauth.auth":
+            if self.pending:
+                await self._authenticate_first_message(frame)
+            else:
+                await self._error("already_authenticated", "this socket is authenticated")
+        elif kind == "wsauth.refresh":
+            if self.pending:
+                await self.close_for(close_codes.CREDENTIAL_INVALID, "refresh before auth")
+            else:
+                await self._refresh(frame)
+        else:
+            await self._error("unknown_type", f"unknown control frame {kind[:40]!r}")
+        return True
+
+    async def _error(self, error: str, detail: str) -> None:
+        await self.send(text_data=_frame(type="wsauth.error", error=error, detail=detail))
+
+    async def _verify(self, frame: dict[str, Any]) -> tuple[Any, Any] | None:
+        """Verify a control frame's token; close 4401/4403 and return None if refused."""
+        token = frame.get("token")
+        try:
+            if not isinstance(token, str):
+                raise TokenError("malformed", "the frame has no 'token' string")
+            verified = await validate_access_token(token)
+        except TokenError as exc:
+            await self.close_for(close_codes.CREDENTIAL_INVALID, f"{exc.reason}: {exc.detail}")
+            return None
+        try:
+            user = await user_for_claims(verified.claims)
+        except UserRefused as exc:
+            await self.close_for(close_codes.FORBIDDEN, exc.detail)
+            return None
+        return verified, user
+
+    async def _authenticate_first_message(self, frame: dict[str, Any]) -> None:
+        result = await self._verify(frame)
+        if result is None:
+            return
+        verified, user = result
+        self._cancel_timer()
+        self.scope["user"] = user
+        self.scope["wsauth"] = {
+            **self.wsauth,
+            "method": "message",
+            "claims": verified.claims,
+            "expires_at": verified.expires_at,
+        }
+        self._schedule_expiry()
+        await self.connect()
+
+    def _refresh_allowed(self) -> bool:
+        conf = get_conf()
+        now = time.monotonic()
+        if self._refresh_allowance is None:
+            self._refresh_allowance = float(conf.refresh_burst)
+        else:
+            refill = (now - self._refresh_stamp) / max(conf.refresh_interval, 0.001)
+            self._refresh_allowance = min(
+                float(conf.refresh_burst), self._refresh_allowance + refill
+            )
+        self._refresh_stamp = now
+        if self._refresh_allowance < 1:
+            return False
+        self._refresh_allowance -= 1
+        return True
+
+    async def _refresh(self, frame: dict[str, Any]) -> None:
+        if not self._refresh_allowed():
+            await self.close_for(close_codes.RATE_LIMITED, "too many refreshes")
+            return
+        result = await self._verify(frame)
+        if result is None:
+            return
+        verified, user = result
+        claims = self.wsauth.get("claims")
+        if claims is not None:
+            same = (claims.get("iss"), claims.get("sub")) == (verified.issuer, verified.subject)
+        else:  # a session ticket: the token must belong to the same user
+            same = user.pk == self.scope["user"].pk
+        if not same:
+            await self.close_for(close_codes.FORBIDDEN, "refresh for another subject")
+            return
+        self.scope["wsauth"] = {
+            **self.wsauth,
+            "claims": verified.claims,
+            "expires_at": verified.expires_at,
+        }
+        self._schedule_expiry()
+        await self.send(text_data=_frame(type="wsauth.refreshed", expires_at=verified.expires_at))
+
+    # -- timers: one per socket ---------------------------------------------------------------
+
+    def _set_timer(self, delay: float, callback: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._cancel_timer()
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timer = None
+            self._timer_task = loop.create_task(callback())  # a reference keeps it alive
+
+        self._timer = loop.call_later(max(0.0, delay), fire)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _schedule_expiry(self) -> None:
         expires_at = self.wsauth.get("expires_at")
         if expires_at is None:
+            self._cancel_timer()
             return
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, float(expires_at) - time.time())
-        self._expiry_handle = loop.call_later(delay, lambda: loop.create_task(self._expire()))
+        warn_in = float(expires_at) - get_conf().expiring_lead - time.time()
+        if self._warned_for == expires_at:
+            self._set_timer(float(expires_at) - time.time(), self._expire)
+        else:
+            self._set_timer(warn_in, self._warn)
+
+    async def _warn(self) -> None:
+        expires_at = self.wsauth.get("expires_at")
+        self._warned_for = expires_at
+        await self.send(text_data=_frame(type="wsauth.expiring", expires_at=expires_at))
+        self._schedule_expiry()
 
     async def _expire(self) -> None:
-        logger.info("wsauth: credential expired, closing socket of %s", self.display_name)
-        await self.close(code=close_codes.CREDENTIAL_EXPIRED)
+        await self.close_for(close_codes.CREDENTIAL_EXPIRED, "credential expired")
 
-    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
-        if self._expiry_handle is not None:
-            self._expiry_handle.cancel()
-            self._expiry_handle = None
-        await super().websocket_disconnect(message)
+    async def _auth_timed_out(self) -> None:
+        await self.close_for(close_codes.AUTH_TIMEOUT, "no wsauth.auth frame in time")
 
 
 class EchoConsumer(AuthenticatedWebsocketConsumer):

@@ -11,12 +11,14 @@ import asyncio
 import logging
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.utils.module_loading import import_string
 
 from .authenticators import BaseAuthenticator, Handshake, Identity, Refused
 from .conf import Conf, get_conf, on_reset
 from .logutil import mask
 from .origins import gate
+from .routing import wants_first_message_auth
 
 logger = logging.getLogger("wsauth")
 
@@ -54,8 +56,9 @@ def _client(scope: dict[str, Any]) -> str:
     return f"{client[0]}:{client[1]}" if client else "-"
 
 
-async def authenticate(scope: dict[str, Any], conf: Conf) -> tuple[Identity, Handshake]:
-    """Run the origin gate and the authenticators, or raise ``Refused``."""
+async def authenticate(scope: dict[str, Any], conf: Conf) -> tuple[Identity | None, Handshake]:
+    """Run the origin gate and the authenticators, or raise ``Refused``. The identity is
+    ``None`` when the handshake carries no credentials at all."""
     handshake = Handshake.parse(scope, conf)
     if handshake.origin is None:
         if conf.require_origin:
@@ -77,7 +80,7 @@ async def authenticate(scope: dict[str, Any], conf: Conf) -> tuple[Identity, Han
         identity = await authenticator.authenticate(handshake, conf)
         if identity is not None:
             return identity, handshake
-    raise Refused("no_credentials", "no token subprotocol and no ticket")
+    return None, handshake
 
 
 class WSAuthMiddleware:
@@ -99,6 +102,16 @@ class WSAuthMiddleware:
         except TimeoutError:
             self._log_refusal(scope, Refused("timeout", "authentication took too long"))
             return await _deny(receive, send)
+        if identity is None:
+            if not wants_first_message_auth(self.inner, scope.get("path", "")):
+                self._log_refusal(
+                    scope, Refused("no_credentials", "no token subprotocol and no ticket")
+                )
+                return await _deny(receive, send)
+            # A route that opted in: the consumer authenticates the first frame.
+            identity = Identity(
+                user=AnonymousUser(), method="pending", claims=None, expires_at=None
+            )
 
         if handshake.app_protocols:
             chosen: str | None = handshake.app_protocols[0]
