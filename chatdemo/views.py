@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import time
 from typing import Any
 
+import requests
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -14,6 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 RP_LOGIN = "/oidc/authenticate/"
+logger = logging.getLogger("chatdemo")
 
 
 def _context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
@@ -49,15 +53,47 @@ def _unverified_exp(token: str) -> int | None:
         return None
 
 
+def _renew(request: HttpRequest) -> str | None:
+    """Trade the session's refresh token for a fresh access token at the provider."""
+    refresh_token = request.session.get("oidc_refresh_token")
+    if not refresh_token or not settings.OIDC_OP_TOKEN_ENDPOINT:
+        return None
+    try:
+        response = requests.post(
+            settings.OIDC_OP_TOKEN_ENDPOINT,
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": settings.OIDC_RP_CLIENT_ID,
+                "client_secret": settings.OIDC_RP_CLIENT_SECRET,
+            },
+            timeout=settings.OIDC_TIMEOUT,
+        )
+        response.raise_for_status()
+        token_info = response.json()
+    except (requests.RequestException, ValueError):
+        logger.warning("demo: renewing the access token failed")
+        return None
+    request.session["oidc_access_token"] = token_info["access_token"]
+    if token_info.get("refresh_token"):
+        request.session["oidc_refresh_token"] = token_info["refresh_token"]
+    return str(token_info["access_token"])
+
+
 @never_cache
 @require_POST
 def access_token(request: HttpRequest) -> HttpResponse:
-    """The session's access token, for the subprotocol method. POST with CSRF, same
-    origin: a page of another site can neither trigger nor read it. The ticket method
-    needs none of this and keeps the token out of the browser altogether."""
+    """The session's access token, renewed when little life is left, for the subprotocol
+    method and for in-band refreshes. POST with CSRF, same origin: a page of another site
+    can neither trigger nor read it. The ticket method keeps the token out of the page."""
     if not request.user.is_authenticated:
         return JsonResponse({"error": "not_authenticated"}, status=401)
     token = request.session.get("oidc_access_token")
     if not token:
         return JsonResponse({"error": "no_access_token", "detail": "log in again"}, status=409)
-    return JsonResponse({"access_token": token, "expires_at": _unverified_exp(token)})
+    exp = _unverified_exp(token)
+    margin = settings.WSAUTH.get("EXPIRING_LEAD", 60) + 5
+    if exp is None or exp - time.time() < margin:
+        token = _renew(request) or token
+        exp = _unverified_exp(token)
+    return JsonResponse({"access_token": token, "expires_at": exp})

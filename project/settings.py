@@ -159,7 +159,7 @@ WSAUTH: dict[str, Any] = {
 }
 
 AUTHENTICATION_BACKENDS = [
-    "wsauth.backends.OIDCBackend",
+    "chatdemo.auth.DemoOIDCBackend",  # wsauth.backends.OIDCBackend + the refresh token
     "django.contrib.auth.backends.ModelBackend",
 ]
 

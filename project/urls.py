@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path
 
 urlpatterns = [
@@ -8,6 +9,7 @@ urlpatterns = [
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("", include("chatdemo.urls")),
 ]
+urlpatterns += staticfiles_urlpatterns()  # wsauth.js for the demo pages (DEBUG only)
 
 if settings.DEMO_EMBEDDED_PROVIDER:
     urlpatterns += [

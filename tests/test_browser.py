@@ -21,6 +21,7 @@ from tests.daphne import ROOT, DaphneServer, free_port, manage, project_env
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
+TOKEN_LIFETIME = 20
 ARGS = [
     "--headless",
     "--no-sandbox",
@@ -51,6 +52,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         DJANGO_VAR_DIR=str(tmp),
         DEMO_BASE_URL=f"http://127.0.0.1:{port_a}",
         REDIS_URL=REDIS_URL,
+        # Short-lived tokens, so a test can watch the chat outlive one.
+        DEMO_TOKEN_LIFETIME=str(TOKEN_LIFETIME),
+        WSAUTH_OVERRIDES='{"EXPIRING_LEAD": 8}',
     )
     manage(env, "migrate", "-v0")
     manage(env, "demo_seed", "--base-url", f"http://127.0.0.1:{port_b}")
@@ -110,6 +114,23 @@ def test_login_and_chat_by_ticket_then_subprotocol(demo, tmp_path):
     if os.environ.get("WSAUTH_UPDATE_SCREENSHOT"):
         (ROOT / "docs" / "chat.png").write_bytes(shot)
     page.select_option("#method", "ticket")  # leave the stored choice as it was
+    context.close()
+
+
+def test_chat_stays_open_across_token_expiry(demo):
+    context, page = login(demo, demo.a, "alice", room="long")
+    page.select_option("#method", "subprotocol")
+    page.wait_for_selector("#messages li:has-text('connected by subprotocol')")
+    started = time.monotonic()
+    # The first token expires TOKEN_LIFETIME s after login; wsauth.js refreshes it in-band.
+    while time.monotonic() - started < TOKEN_LIFETIME + 2:
+        time.sleep(0.5)
+    assert page.inner_text("#state") == "open"
+    assert page.inner_text("#messages").count("connected by") == 2  # ticket, then subprotocol
+    send(page, "after expiry")
+    page.wait_for_selector("#messages li:has-text('after expiry')")
+    assert "credential expired" not in demo.a.log()
+    page.select_option("#method", "ticket")
     context.close()
 
 

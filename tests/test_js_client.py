@@ -1,0 +1,221 @@
+"""wsauth.js in headless Chromium against a real Daphne: both methods, in-band refresh,
+reconnect with backoff on 4001/4408/4429 and network drops, stop on 4401/4403."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daphne import DaphneServer, free_port, manage, project_env
+from tests.issuer import AUDIENCE, Issuer
+from tests.test_browser import ARGS, CHROMIUM
+
+pytestmark = pytest.mark.browser
+
+
+class Harness:
+    def __init__(self, issuer, env, server, strict, browser, tmp) -> None:
+        self.issuer, self.env, self.server, self.strict = issuer, env, server, strict
+        self.browser, self.tmp = browser, tmp
+        self.tokens: Callable[[int], str] = lambda n: issuer.token()
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is not installed (tests/run.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    tmp: Path = tmp_path_factory.mktemp("js")
+    issuer = Issuer().start()
+
+    def env(**overrides: object) -> dict[str, str]:
+        return project_env(
+            OIDC_ISSUER=issuer.issuer,
+            OIDC_AUDIENCE=AUDIENCE,
+            DJANGO_DB_PATH=str(tmp / "db.sqlite3"),
+            DJANGO_VAR_DIR=str(tmp),
+            WSAUTH_OVERRIDES=json.dumps({"EXPIRING_LEAD": 2, "AUTH_TIMEOUT": 1.5, **overrides}),
+        )
+
+    manage(env(), "migrate", "-v0")
+    server = DaphneServer(env(), tmp / "main.log").start()
+    strict = DaphneServer(env(REFRESH_BURST=0), tmp / "strict.log").start()
+    manage(env(), "wsauth_origins", "add", server.http, strict.http)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield Harness(issuer, env(), server, strict, browser, tmp)
+        browser.close()
+    server.stop()
+    strict.stop()
+    issuer.stop()
+
+
+START = """async ([url, method]) => {
+  window.events = [];
+  const {connect} = await import("/static/wsauth/wsauth.js");
+  window.conn = connect(url, {
+    method, protocols: ["chat"], ticketWithToken: true, initialDelay: 200, maxDelay: 800,
+    getToken: () => window.mintToken(),
+    onMessage: (d) => window.events.push(["msg", d]),
+    onStateChange: (s, d) => window.events.push(["state", s, String(d)]),
+    onControl: (f) => window.events.push(["control", f.type]),
+  });
+}"""
+
+
+def run(
+    harness: Harness,
+    tokens: Callable[[int], object],
+    path: str = "/ws/echo/",
+    method: str = "subprotocol",
+    server: DaphneServer | None = None,
+):
+    server = server or harness.server
+    page = harness.browser.new_page()
+    calls = {"n": 0}
+
+    def mint() -> object:
+        calls["n"] += 1
+        return tokens(calls["n"])
+
+    page.expose_function("mintToken", mint)
+    page.goto(server.http + "/")
+    page.evaluate(START, [server.ws + path, method])
+    return page
+
+
+def events(page) -> list:
+    return page.evaluate("window.events")
+
+
+def wait_for(page, predicate, timeout: float = 10.0) -> list:
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = events(page)
+        if predicate(seen):
+            return seen
+        assert time.monotonic() < deadline, f"not seen in time: {seen}"
+        time.sleep(0.1)
+
+
+def states(seen: list) -> list:
+    return [e[1] for e in seen if e[0] == "state"]
+
+
+def opened(n: int):
+    return lambda seen: states(seen).count("open") >= n
+
+
+def test_subprotocol_method(harness):
+    page = run(harness, lambda n: harness.issuer.token(name="Sub"))
+    seen = wait_for(page, lambda s: ["msg", "Hello Sub"] in s)
+    assert states(seen)[:2] == ["connecting", "open"]
+    page.close()
+
+
+def test_ticket_method(harness):
+    page = run(harness, lambda n: harness.issuer.token(name="Tick"), method="ticket")
+    wait_for(page, lambda s: ["msg", "Hello Tick"] in s)
+    page.close()
+
+
+def test_refresh_before_expiry_keeps_the_socket(harness):
+    first_exp = int(time.time()) + 4
+    page = run(
+        harness,
+        lambda n: harness.issuer.token(
+            sub="js-ref", exp=first_exp if n == 1 else int(time.time()) + 300
+        ),
+    )
+    seen = wait_for(page, lambda s: ["control", "wsauth.refreshed"] in s)
+    assert ["control", "wsauth.expiring"] in seen
+    while time.time() < first_exp + 1.5:
+        time.sleep(0.2)
+    seen = events(page)
+    assert states(seen).count("open") == 1 and states(seen)[-1] == "open"
+    assert not any(e[0] == "msg" and "wsauth." in e[1] for e in seen)  # never the app's
+    page.close()
+
+
+def test_reconnects_on_4001(harness):
+    short = {"token": None, "exp": 0}
+
+    def tokens(n: int) -> str:
+        # The same short-lived token until it is spent: the refresh cannot extend it.
+        if time.time() > short["exp"] - 1:
+            short["exp"] = int(time.time()) + 3
+            short["token"] = harness.issuer.token(sub="js-4001", exp=short["exp"])
+        return short["token"]
+
+    page = run(harness, tokens)
+    seen = wait_for(page, opened(2), timeout=15)
+    assert ["state", "closed", "4001"] in seen
+    page.close()
+
+
+def test_reconnects_on_4408(harness):
+    def tokens(n: int):
+        if n == 1:
+            time.sleep(3)  # slower than AUTH_TIMEOUT: the server gives up with 4408
+        return harness.issuer.token(name="Late")
+
+    page = run(harness, tokens, path="/ws/echo/inband/", method="message")
+    seen = wait_for(page, lambda s: ["msg", "Hello Late"] in s, timeout=15)
+    assert ["state", "closed", "4408"] in seen
+    page.close()
+
+
+def test_reconnects_on_4429(harness):
+    exp = int(time.time()) + 4
+    page = run(
+        harness,
+        lambda n: harness.issuer.token(
+            sub="js-4429", exp=exp if n == 1 else int(time.time()) + 300
+        ),
+        server=harness.strict,
+    )
+    seen = wait_for(page, opened(2), timeout=15)
+    assert ["state", "closed", "4429"] in seen
+    page.close()
+
+
+@pytest.mark.parametrize(("second", "code"), [("garbage", "4401"), ("other", "4403")])
+def test_stops_on_4401_and_4403(harness, second, code):
+    def tokens(n: int) -> str:
+        if n == 1:
+            return harness.issuer.token(sub="js-stop", exp=int(time.time()) + 3)
+        return "garbage" if second == "garbage" else harness.issuer.token(sub="someone-else")
+
+    page = run(harness, tokens)
+    seen = wait_for(page, lambda s: "stopped" in states(s))
+    assert ["state", "stopped", code] in seen
+    time.sleep(1.5)  # no reconnect after a stop
+    assert states(events(page)).count("connecting") == 1
+    page.close()
+
+
+def test_reconnects_after_a_network_drop(harness):
+    port = free_port()
+    server = DaphneServer(harness.env, harness.tmp / "drop.log")
+    server.port = port
+    server.start()
+    manage(harness.env, "wsauth_origins", "add", server.http)
+    page = run(harness, lambda n: harness.issuer.token(name="Drop"), server=server)
+    wait_for(page, opened(1))
+    server.stop()
+    wait_for(page, lambda s: states(s)[-1] in ("closed", "connecting"))
+    restarted = DaphneServer(harness.env, harness.tmp / "drop2.log")
+    restarted.port = port
+    restarted.start()
+    try:
+        seen = wait_for(page, opened(2), timeout=15)
+        assert seen.count(["msg", "Hello Drop"]) == 2
+    finally:
+        page.close()
+        restarted.stop()

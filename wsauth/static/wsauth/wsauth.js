@@ -1,0 +1,191 @@
+// wsauth.js: a dependency-free client for django-wsauth (ES module).
+//
+//   import {connect} from "/static/wsauth/wsauth.js";
+//   const conn = connect("wss://chat.example.com/ws/chat/lobby/", {
+//     method: "subprotocol",            // or "ticket", or "message" (first-message auth)
+//     protocols: ["chat"],              // application protocols, offered before the token
+//     getToken: async () => accessToken, // fresh access token (connect and refresh)
+//     onMessage: (data) => ...,         // application frames only, never wsauth.* frames
+//     onStateChange: (state, detail) => ..., // "connecting" | "open" | "closed" | "stopped"
+//   });
+//   conn.send("hello"); conn.close();
+//
+// It refreshes the credential in-band when the server announces its expiry
+// (wsauth.expiring -> getToken -> wsauth.refresh), reconnects with a fresh credential and
+// exponential backoff on 4001 (expired), 4408 (auth timeout), 4429 (rate limited) and
+// network drops, and stops on 4401 (invalid) and 4403 (forbidden).
+
+const CONTROL = /^\s*\{\s*"type"\s*:\s*"wsauth\./;
+const STOP_CODES = new Set([4401, 4403]);
+export const CLOSE_CODES = {
+  EXPIRED: 4001, INVALID: 4401, FORBIDDEN: 4403, AUTH_TIMEOUT: 4408, RATE_LIMITED: 4429,
+};
+
+export function connect(url, options = {}) {
+  const opts = {
+    method: "subprotocol",
+    protocols: [],
+    getToken: null,
+    ticketUrl: "/wsauth/ticket/",
+    csrfToken: null,          // sent as X-CSRFToken when the ticket is bought with a session
+    ticketWithToken: false,   // buy the ticket with "Authorization: Bearer <getToken()>"
+    subprotocolPrefix: "authorization_bearer_",
+    initialDelay: 1000,
+    maxDelay: 30000,
+    onMessage: () => {},
+    onStateChange: () => {},
+    onControl: () => {},
+    WebSocket: globalThis.WebSocket,
+    ...options,
+  };
+  let socket = null;
+  let closedByUser = false;
+  let attempt = 0;
+  let timer = null;
+  let state = "idle";
+  let expiresAt = null;
+
+  function setState(next, detail) {
+    state = next;
+    opts.onStateChange(next, detail);
+  }
+
+  async function token() {
+    if (!opts.getToken) throw new Error("getToken is required for method " + opts.method);
+    const value = await opts.getToken();
+    if (!value) throw new Error("getToken returned no token");
+    return value;
+  }
+
+  async function buyTicket() {
+    const headers = {};
+    if (opts.csrfToken) headers["X-CSRFToken"] = opts.csrfToken;
+    if (opts.ticketWithToken) headers.Authorization = "Bearer " + (await token());
+    const response = await fetch(opts.ticketUrl, {method: "POST", headers, credentials: "same-origin"});
+    if (response.status === 401 || response.status === 403) {
+      const error = new Error("ticket refused (" + response.status + ")");
+      error.stop = true;  // logged out: reconnecting cannot help
+      throw error;
+    }
+    if (!response.ok) throw new Error("ticket endpoint answered " + response.status);
+    return (await response.json()).ticket;
+  }
+
+  async function open() {
+    if (closedByUser) return;
+    setState("connecting");
+    let ws;
+    try {
+      if (opts.method === "ticket") {
+        const ticket = await buyTicket();
+        const sep = url.includes("?") ? "&" : "?";
+        ws = new opts.WebSocket(url + sep + "ticket=" + encodeURIComponent(ticket), opts.protocols);
+      } else if (opts.method === "message") {
+        ws = new opts.WebSocket(url, opts.protocols);
+      } else {
+        ws = new opts.WebSocket(url, [...opts.protocols, opts.subprotocolPrefix + (await token())]);
+      }
+    } catch (error) {
+      if (error.stop) {
+        setState("stopped", error.message);
+        return;
+      }
+      setState("closed", String(error.message || error));
+      scheduleReconnect(1006);
+      return;
+    }
+    if (closedByUser) {
+      ws.close();
+      return;
+    }
+    socket = ws;
+    ws.onopen = async () => {
+      if (opts.method === "message") {
+        try {
+          ws.send(JSON.stringify({type: "wsauth.auth", token: await token()}));
+        } catch (error) {
+          ws.close();
+          return;
+        }
+      }
+      attempt = 0;
+      setState("open");
+    };
+    ws.onmessage = (event) => {
+      if (typeof event.data === "string" && CONTROL.test(event.data)) {
+        let frame;
+        try {
+          frame = JSON.parse(event.data);
+        } catch (error) {
+          frame = null;
+        }
+        if (frame) {
+          control(ws, frame);
+          return;
+        }
+      }
+      opts.onMessage(event.data, event);
+    };
+    ws.onclose = (event) => {
+      if (socket !== ws) return;
+      socket = null;
+      if (closedByUser) {
+        setState("closed", "closed by the client");
+      } else if (STOP_CODES.has(event.code)) {
+        setState("stopped", event.code);
+      } else {
+        setState("closed", event.code);
+        scheduleReconnect(event.code);
+      }
+    };
+  }
+
+  async function control(ws, frame) {
+    if (frame.expires_at) expiresAt = frame.expires_at;
+    opts.onControl(frame);
+    if (frame.type === "wsauth.expiring" && opts.getToken) {
+      try {
+        const fresh = await token();
+        if (ws.readyState === 1) ws.send(JSON.stringify({type: "wsauth.refresh", token: fresh}));
+      } catch (error) {
+        // No fresh token: the server closes with 4001 at expiry and we reconnect.
+      }
+    }
+  }
+
+  function scheduleReconnect(code) {
+    if (closedByUser) return;
+    clearTimeout(timer);
+    const base = Math.min(opts.maxDelay, opts.initialDelay * 2 ** attempt);
+    const delay = (code === 4429 ? Math.max(base, 5000) : base) * (0.5 + Math.random() / 2);
+    attempt += 1;
+    timer = setTimeout(open, delay);
+  }
+
+  open();
+  return {
+    send(data) {
+      if (!socket || socket.readyState !== 1) return false;
+      socket.send(data);
+      return true;
+    },
+    close(code = 1000) {
+      closedByUser = true;
+      clearTimeout(timer);
+      if (socket) socket.close(code);
+      else setState("closed", "closed by the client");
+    },
+    reconnect() {
+      attempt = 0;
+      clearTimeout(timer);
+      const old = socket;
+      socket = null;
+      if (old) old.close(1000);
+      closedByUser = false;
+      open();
+    },
+    get state() { return state; },
+    get expiresAt() { return expiresAt; },
+    get socket() { return socket; },
+  };
+}
