@@ -196,6 +196,33 @@ def test_logout_stops_new_connections(demo):
     context.close()
 
 
+def test_admin_disconnects_a_users_chat_on_another_process(demo):
+    context, page = login(demo, demo.a, "alice", room="watched")
+    bob_ctx, bob = login(demo, demo.a, "bob", room="watched")
+    # The administrator works on process B; alice's socket lives on process A.
+    admin_ctx = demo.browser.new_context()
+    admin = admin_ctx.new_page()
+    admin.set_default_timeout(15_000)
+    admin.goto(f"{demo.b.http}/admin/auth/user/")
+    admin.fill("#id_username", "admin")
+    admin.fill("#id_password", "adminadmin")
+    admin.click("input[type=submit]")
+    admin.wait_for_selector("#result_list")
+    admin.check("tr:has(a:text-is('alice')) input.action-select")
+    admin.select_option("select[name=action]", "disconnect_sockets")
+    started = time.monotonic()
+    admin.click("button[name=index]")
+    admin.wait_for_selector(".messagelist :text('Disconnected the WebSockets of 1 user')")
+    page.wait_for_selector("#state.state-stopped", timeout=2_000)
+    assert time.monotonic() - started < 4  # 2 s for delivery, the rest is the admin page
+    assert "disconnected by the server" in page.inner_text("#messages")
+    assert bob.inner_text("#state") == "open"  # others untouched
+    send(bob, "still here")
+    bob.wait_for_selector("#messages li:has-text('still here')")
+    for ctx in (context, bob_ctx, admin_ctx):
+        ctx.close()
+
+
 def test_demo_command_serves_echo_from_a_clean_checkout(tmp_path):
     checkout = tmp_path / "checkout"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(checkout)], check=True, timeout=60)

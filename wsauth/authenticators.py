@@ -35,6 +35,8 @@ class Identity:
     claims: dict[str, Any] | None
     expires_at: float | None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: When the credential was issued, for revocation; None: the token's ``iat``.
+    issued_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -137,7 +139,12 @@ class TicketAuthenticator(BaseAuthenticator):
             method="ticket",
             claims=record.get("claims"),
             expires_at=record.get("credential_expires_at"),
-            extra={"via": record.get("via"), "ticket": mask(ticket)},
+            extra={
+                "via": record.get("via"),
+                "ticket": mask(ticket),
+                "dpop_jkt": record.get("dpop_jkt"),
+            },
+            issued_at=None if record.get("claims") else record.get("issued_at"),
         )
 
 

@@ -10,3 +10,6 @@ FORBIDDEN = 4403
 AUTH_TIMEOUT = 4408
 #: A rate or connection limit was reached: back off, then reconnect.
 RATE_LIMITED = 4429
+#: A frame larger than MAX_MESSAGE_SIZE. The standard 1009 cannot be sent: Daphne's
+#: autobahn accepts only 1000 and 3000-4999 from an application.
+MESSAGE_TOO_BIG = 4009

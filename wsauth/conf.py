@@ -63,6 +63,26 @@ DEFAULTS: dict[str, Any] = {
     "AUTH_TIMEOUT": 5.0,  # seconds for the first frame on first-message-auth routes
     "REFRESH_BURST": 3,  # refreshes allowed at once ...
     "REFRESH_INTERVAL": 10.0,  # ... then one per this many seconds; beyond: close 4429
+    # Revocation (disconnect_user, back-channel logout)
+    "REVOCATION_CHECK": True,  # handshakes and refreshes consult the revocation markers
+    "REVOCATION_CACHE": None,  # Django cache alias; None: TICKET_CACHE
+    "REVOCATION_TTL": 24 * 3600,  # seconds a marker lives: longer than any access token
+    "REVOCATION_KEY_PREFIX": "wsauth:revoked:",
+    "LOGOUT_AUDIENCE": None,  # logout tokens' aud; fallback OIDC_RP_CLIENT_ID, then AUDIENCE
+    "LOGOUT_TOKEN_MAX_AGE": 300,  # seconds; older logout tokens (by iat) are refused
+    # DPoP (RFC 9449) on the ticket endpoint
+    "DPOP_PROOF_MAX_AGE": 60,  # seconds a proof's iat may lie in the past (or future)
+    "DPOP_REQUIRE_NONCE": False,  # demand a server nonce (DPoP-Nonce) in every proof
+    # Abuse limits (counters shared through RATE_LIMIT_CACHE when it is Redis)
+    "HANDSHAKE_TIMEOUT": 4.0,  # seconds to authenticate a handshake (Daphne allows 5)
+    "HANDSHAKE_RATE": "300/minute",  # handshakes per client address; None: no limit
+    "FAILED_AUTH_RATE": "30/minute",  # refused handshakes per client address, then 4429
+    "MAX_SOCKETS_PER_USER": 50,  # concurrent sockets per user, all processes; None: no limit
+    "SOCKET_LEASE": 24 * 3600 + 60,  # seconds a socket's place outlives a crashed process
+    "MAX_MESSAGE_SIZE": 256 * 1024,  # bytes per frame on the authenticated base; else 4009
+    "MESSAGE_RATE": "100/second",  # frames per socket (burst as large); else 4429
+    "RATE_LIMIT_CACHE": None,  # Django cache alias; None: TICKET_CACHE
+    "TRUSTED_PROXIES": (),  # proxy addresses/CIDRs whose X-Forwarded-For is believed
     # Origins
     "ALLOWED_ORIGINS": (),  # always allowed, in addition to the AllowedOrigin table
     "REQUIRE_ORIGIN": False,
@@ -102,6 +122,23 @@ class Conf:
     auth_timeout: float
     refresh_burst: int
     refresh_interval: float
+    revocation_check: bool
+    revocation_cache: str
+    revocation_ttl: int
+    revocation_key_prefix: str
+    logout_audience: tuple[str, ...]
+    logout_token_max_age: float
+    dpop_proof_max_age: float
+    dpop_require_nonce: bool
+    handshake_timeout: float
+    handshake_rate: Any
+    failed_auth_rate: Any
+    max_sockets_per_user: int | None
+    socket_lease: float
+    max_message_size: int | None
+    message_rate: Any
+    rate_limit_cache: str
+    trusted_proxies: tuple[str, ...]
     allowed_origins: tuple[str, ...]
     require_origin: bool
     origins_refresh_interval: float
@@ -135,6 +172,7 @@ def _load() -> Conf:
     if create_users is None:
         create_users = getattr(django_settings, "OIDC_CREATE_USER", True)
     issuer = raw["ISSUER"]
+    logout_audience = raw["LOGOUT_AUDIENCE"] or getattr(django_settings, "OIDC_RP_CLIENT_ID", None)
     return Conf(
         issuer=issuer,
         jwks_url=jwks_url,
@@ -162,6 +200,23 @@ def _load() -> Conf:
         auth_timeout=float(raw["AUTH_TIMEOUT"]),
         refresh_burst=int(raw["REFRESH_BURST"]),
         refresh_interval=float(raw["REFRESH_INTERVAL"]),
+        revocation_check=bool(raw["REVOCATION_CHECK"]),
+        revocation_cache=str(raw["REVOCATION_CACHE"] or raw["TICKET_CACHE"]),
+        revocation_ttl=int(raw["REVOCATION_TTL"]),
+        revocation_key_prefix=str(raw["REVOCATION_KEY_PREFIX"]),
+        logout_audience=_as_tuple(logout_audience) or _as_tuple(audience),
+        logout_token_max_age=float(raw["LOGOUT_TOKEN_MAX_AGE"]),
+        dpop_proof_max_age=float(raw["DPOP_PROOF_MAX_AGE"]),
+        dpop_require_nonce=bool(raw["DPOP_REQUIRE_NONCE"]),
+        handshake_timeout=float(raw["HANDSHAKE_TIMEOUT"]),
+        handshake_rate=raw["HANDSHAKE_RATE"],
+        failed_auth_rate=raw["FAILED_AUTH_RATE"],
+        max_sockets_per_user=int(raw["MAX_SOCKETS_PER_USER"] or 0) or None,
+        socket_lease=float(raw["SOCKET_LEASE"]),
+        max_message_size=int(raw["MAX_MESSAGE_SIZE"] or 0) or None,
+        message_rate=raw["MESSAGE_RATE"],
+        rate_limit_cache=str(raw["RATE_LIMIT_CACHE"] or raw["TICKET_CACHE"]),
+        trusted_proxies=_as_tuple(raw["TRUSTED_PROXIES"]),
         allowed_origins=_as_tuple(raw["ALLOWED_ORIGINS"]),
         require_origin=bool(raw["REQUIRE_ORIGIN"]),
         origins_refresh_interval=float(raw["ORIGINS_REFRESH_INTERVAL"]),

@@ -19,14 +19,25 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import close_codes
+from . import close_codes, revoke
 from .conf import get_conf
+from .limits import parse_rate
 from .tokens import TokenError, validate_access_token
 from .users import UserRefused, display_name, user_for_claims
 
 logger = logging.getLogger("wsauth")
 
 _CONTROL = re.compile(r'\s*\{\s*"type"\s*:\s*"wsauth\.')
+
+
+_rates: dict[Any, tuple[int, float] | None] = {}
+
+
+def _message_rate(value: Any) -> tuple[int, float] | None:
+    key = tuple(value) if isinstance(value, list) else value
+    if key not in _rates:
+        _rates[key] = parse_rate(value)
+    return _rates[key]
 
 
 def _frame(**fields: Any) -> str:
@@ -49,6 +60,10 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
     _warned_for: float | None = None
     _refresh_allowance: float | None = None
     _refresh_stamp = 0.0
+    _revocation_groups: tuple[str, ...] = ()
+    _msg_allowance = -1.0  # frames this socket may send now (a token bucket); -1: unset
+    _msg_stamp = 0.0
+    _closing = False
 
     def __init__(self, *args: Any, first_message_auth: bool | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -86,12 +101,34 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         if self._accepted:  # connect() after first-message authentication
             return
         self._accepted = True
+        await self._join_revocation_groups()  # before accept: no window without revocation
         await super().accept(subprotocol or self.wsauth.get("subprotocol"), headers)
         self._schedule_expiry()
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self._cancel_timer()
+        if self._revocation_groups and self.channel_layer is not None:
+            groups, self._revocation_groups = self._revocation_groups, ()
+            await asyncio.gather(
+                *(self.channel_layer.group_discard(g, self.channel_name) for g in groups)
+            )
         await super().websocket_disconnect(message)
+
+    async def _join_revocation_groups(self) -> None:
+        """Join the user's and the OpenID session's groups, so any process can close us."""
+        user = self.scope.get("user")
+        if self.channel_layer is None or user is None or not user.is_authenticated:
+            return
+        groups = revoke.groups_for(user, self.wsauth.get("claims"))
+        new = [g for g in groups if g not in self._revocation_groups]
+        if new:
+            self._revocation_groups += tuple(new)
+            await asyncio.gather(*(self.channel_layer.group_add(g, self.channel_name) for g in new))
+
+    async def wsauth_revoke(self, event: dict[str, Any]) -> None:
+        """A revocation sent to one of our groups, from any process."""
+        reason = event.get("reason")
+        await self.close_for(close_codes.FORBIDDEN, f"revoked: {str(reason)[:200]}")
 
     async def close_for(self, code: int, reason: str) -> None:
         """Close with a wsauth close code, and say why in the server log."""
@@ -110,12 +147,44 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
 
     async def websocket_receive(self, message: dict[str, Any]) -> None:
         text = message.get("text")
+        refusal = self._frame_refusal(text, message.get("bytes"))
+        if refusal is not None:
+            if not self._closing:
+                self._closing = True
+                await self.close_for(*refusal)
+            return
         if text is not None and _CONTROL.match(text) and await self._control(text):
             return
         if self.pending:
             await self.close_for(close_codes.CREDENTIAL_INVALID, "application frame before auth")
             return
         await super().websocket_receive(message)
+
+    def _frame_refusal(self, text: str | None, data: bytes | None) -> tuple[int, str] | None:
+        """MAX_MESSAGE_SIZE (close 4009) and MESSAGE_RATE (close 4429), per socket: a few
+        arithmetic operations per frame, no I/O."""
+        conf = get_conf()
+        limit = conf.max_message_size
+        if limit is not None:
+            size = len(data) if data is not None else len(text or "")
+            if size * 4 > limit and text is not None:  # characters to bytes only when close
+                size = len(text.encode("utf-8", "surrogatepass"))
+            if size > limit:
+                return close_codes.MESSAGE_TOO_BIG, f"frame of {size} bytes > {limit}"
+        rate = _message_rate(conf.message_rate)
+        if rate is not None:
+            count, period = rate
+            now = time.monotonic()
+            if self._msg_allowance < 0:
+                self._msg_allowance = float(count)
+            else:
+                refill = (now - self._msg_stamp) * count / period
+                self._msg_allowance = min(float(count), self._msg_allowance + refill)
+            self._msg_stamp = now
+            if self._msg_allowance < 1:
+                return close_codes.RATE_LIMITED, "too many frames (MESSAGE_RATE)"
+            self._msg_allowance -= 1
+        return None
 
     async def _control(self, text: str) -> bool:
         try:
@@ -154,7 +223,8 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
             return None
         try:
             user = await user_for_claims(verified.claims)
-        except UserRefused as exc:
+            await revoke.check(user, verified.claims, None)
+        except (UserRefused, revoke.Revoked) as exc:
             await self.close_for(close_codes.FORBIDDEN, exc.detail)
             return None
         return verified, user
@@ -173,6 +243,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
             "expires_at": verified.expires_at,
         }
         self._schedule_expiry()
+        await self._join_revocation_groups()
         await self.connect()
 
     def _refresh_allowed(self) -> bool:
@@ -213,6 +284,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
             "expires_at": verified.expires_at,
         }
         self._schedule_expiry()
+        await self._join_revocation_groups()
         await self.send(text_data=_frame(type="wsauth.refreshed", expires_at=verified.expires_at))
 
     # -- timers: one per socket ---------------------------------------------------------------

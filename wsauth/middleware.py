@@ -14,16 +14,16 @@ from typing import Any
 from django.contrib.auth.models import AnonymousUser
 from django.utils.module_loading import import_string
 
+from . import close_codes, limits
 from .authenticators import BaseAuthenticator, Handshake, Identity, Refused
 from .conf import Conf, get_conf, on_reset
 from .logutil import mask
 from .origins import gate
+from .revoke import Revoked
+from .revoke import check as check_revocation
 from .routing import wants_first_message_auth
 
 logger = logging.getLogger("wsauth")
-
-#: Daphne gives an application 5 s to answer a handshake; stay inside it.
-HANDSHAKE_TIMEOUT = 4.0
 
 _authenticators: list[BaseAuthenticator] | None = None
 
@@ -51,9 +51,20 @@ async def _deny(receive: Any, send: Any) -> None:
             return
 
 
-def _client(scope: dict[str, Any]) -> str:
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else "-"
+async def _limit(receive: Any, send: Any, scope: dict[str, Any], conf: Conf) -> None:
+    """Accept, then close with 4429: unlike an HTTP 403, a close code tells the client
+    (wsauth.js) to back off and retry rather than to give up."""
+    prefix = conf.subprotocol_prefix
+    offered = [p for p in scope.get("subprotocols") or () if isinstance(p, str)]
+    app = [p for p in offered if not p.startswith(prefix)]
+    chosen = app[0] if app else (offered[0] if offered else None)  # Chromium needs one
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept", "subprotocol": chosen})
+            await send({"type": "websocket.close", "code": close_codes.RATE_LIMITED})
+        elif message["type"] == "websocket.disconnect":
+            return
 
 
 async def authenticate(scope: dict[str, Any], conf: Conf) -> tuple[Identity | None, Handshake]:
@@ -79,6 +90,10 @@ async def authenticate(scope: dict[str, Any], conf: Conf) -> tuple[Identity | No
     for authenticator in get_authenticators(conf):
         identity = await authenticator.authenticate(handshake, conf)
         if identity is not None:
+            try:
+                await check_revocation(identity.user, identity.claims, identity.issued_at)
+            except Revoked as exc:
+                raise Refused(exc.reason, exc.detail, credential=handshake.token) from exc
             return identity, handshake
     return None, handshake
 
@@ -93,20 +108,43 @@ class WSAuthMiddleware:
         if scope["type"] != "websocket":
             return await self.inner(scope, receive, send)
         conf = get_conf()
+        address = limits.client_address(scope, conf)
+        slot = None
         try:
-            async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            async with asyncio.timeout(conf.handshake_timeout):
+                await limits.check_handshake(address, conf)
                 identity, handshake = await authenticate(scope, conf)
+                if identity is not None:
+                    slot = await limits.claim_socket(identity.user, conf)
+        except limits.Limited as limited:
+            if limited.first:  # once per window, not once per attempt
+                self._log_refusal(scope, Refused(limited.reason, limited.detail), address)
+            if limited.reason == "too_many_failures":
+                await self._record_failure(address, conf)
+            return await _limit(receive, send, scope, conf)
         except Refused as refused:
-            self._log_refusal(scope, refused)
+            self._log_refusal(scope, refused, address)
+            await self._record_failure(address, conf)
             return await _deny(receive, send)
         except TimeoutError:
-            self._log_refusal(scope, Refused("timeout", "authentication took too long"))
+            self._log_refusal(scope, Refused("timeout", "authentication took too long"), address)
+            await self._record_failure(address, conf)
+            return await _deny(receive, send)
+        except Exception as exc:  # a database or store fault: refuse cleanly, keep serving
+            logger.error(
+                "wsauth: refused handshake reason=server_error path=%s client=%s: %s: %s",
+                scope.get("path"),
+                address,
+                type(exc).__name__,
+                exc,
+            )
             return await _deny(receive, send)
         if identity is None:
             if not wants_first_message_auth(self.inner, scope.get("path", "")):
                 self._log_refusal(
-                    scope, Refused("no_credentials", "no token subprotocol and no ticket")
+                    scope, Refused("no_credentials", "no token subprotocol and no ticket"), address
                 )
+                await self._record_failure(address, conf)
                 return await _deny(receive, send)
             # A route that opted in: the consumer authenticates the first frame.
             identity = Identity(
@@ -132,7 +170,7 @@ class WSAuthMiddleware:
             identity.user.get_username(),
             identity.method,
             scope.get("path"),
-            _client(scope),
+            address,
         )
         offered = frozenset(handshake.app_protocols)
 
@@ -143,15 +181,27 @@ class WSAuthMiddleware:
                 message = {**message, "subprotocol": chosen}
             await send(message)
 
-        return await self.inner(scope, receive, send_selecting_subprotocol)
+        if slot is None:
+            return await self.inner(scope, receive, send_selecting_subprotocol)
+        try:
+            return await self.inner(scope, receive, send_selecting_subprotocol)
+        finally:
+            await asyncio.shield(slot.release())
 
     @staticmethod
-    def _log_refusal(scope: dict[str, Any], refused: Refused) -> None:
+    async def _record_failure(address: str, conf: Conf) -> None:
+        try:
+            await limits.record_failure(address, conf)
+        except Exception as exc:  # the store is down: the refusal stands anyway
+            logger.error("wsauth: cannot count a failed handshake: %s", exc)
+
+    @staticmethod
+    def _log_refusal(scope: dict[str, Any], refused: Refused, address: str) -> None:
         logger.warning(
             "wsauth: refused handshake reason=%s path=%s client=%s credential=%s: %s",
             refused.reason,
             scope.get("path"),
-            _client(scope),
+            address,
             mask(refused.credential),
             refused.detail,
         )

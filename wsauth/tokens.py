@@ -190,8 +190,11 @@ def parse(token: str, conf: Conf) -> tuple[dict[str, Any], dict[str, Any], bytes
     return header, claims, signing_input, signature
 
 
-def check_header(header: dict[str, Any], conf: Conf) -> tuple[str, str | None]:
-    """The algorithm allow-list, ``crit`` and the ``typ`` policy. Returns ``(alg, kid)``."""
+def check_header(
+    header: dict[str, Any], conf: Conf, types: frozenset[str | None] | None = None
+) -> tuple[str, str | None]:
+    """The algorithm allow-list, ``crit`` and the ``typ`` policy (or ``types``).
+    Returns ``(alg, kid)``."""
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in conf.algorithms or alg.lower() == "none":
         raise TokenError("bad_algorithm", f"algorithm {alg!r} is not allowed")
@@ -199,7 +202,7 @@ def check_header(header: dict[str, Any], conf: Conf) -> tuple[str, str | None]:
         raise TokenError("bad_algorithm", f"algorithm {alg!r} is not supported")
     if "crit" in header:
         raise TokenError("malformed", "critical header extensions are not supported")
-    allowed = _STRICT_TYPES if conf.typ_policy == "strict" else _DEFAULT_TYPES
+    allowed = types or (_STRICT_TYPES if conf.typ_policy == "strict" else _DEFAULT_TYPES)
     if _normalise_typ(header.get("typ")) not in allowed:
         raise TokenError("bad_type", f"token type {header.get('typ')!r} is not accepted")
     kid = header.get("kid")
@@ -209,21 +212,10 @@ def check_header(header: dict[str, Any], conf: Conf) -> tuple[str, str | None]:
     return alg, kid
 
 
-async def validate_access_token(token: str, *, conf: Conf | None = None) -> VerifiedToken:
-    """Verify an access token against the configured issuer, or raise ``TokenError``."""
-    conf = conf or get_conf()
-    if not isinstance(token, str) or len(token) > conf.max_token_size:
-        raise TokenError("too_large", f"token is larger than {conf.max_token_size} bytes")
-    now = time.time()
-    cache = _verified_cache(conf)
-    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-    cached = cache.get(digest, now)
-    if cached is not None:
-        _check_binding(cached, conf)
-        return cached
-
-    header, claims, signing_input, signature = parse(token, conf)
-    alg, kid = check_header(header, conf)
+async def verify_signature(
+    alg: str, kid: str | None, signing_input: bytes, signature: bytes, conf: Conf
+) -> None:
+    """Check a JWS signature with the issuer's key for ``(kid, alg)``."""
     try:
         key = await get_jwks_cache(conf).get_key(kid, alg)
     except KeyError_ as exc:
@@ -234,6 +226,31 @@ async def validate_access_token(token: str, *, conf: Conf | None = None) -> Veri
         valid = False
     if not valid:
         raise TokenError("bad_signature", "signature verification failed")
+
+
+async def validate_access_token(
+    token: str, *, conf: Conf | None = None, binding: str = "upgrade"
+) -> VerifiedToken:
+    """Verify an access token against the configured issuer, or raise ``TokenError``.
+
+    ``binding`` says how the token was presented: ``"upgrade"`` (on a WebSocket: a
+    DPoP-bound token only with ``ACCEPT_DPOP_BOUND_AS_BEARER``), ``"bearer"`` (HTTP
+    ``Authorization: Bearer``: never DPoP-bound, RFC 9449 section 7.1) or ``"dpop"`` (with
+    a proof checked by the caller: must be DPoP-bound)."""
+    conf = conf or get_conf()
+    if not isinstance(token, str) or len(token) > conf.max_token_size:
+        raise TokenError("too_large", f"token is larger than {conf.max_token_size} bytes")
+    now = time.time()
+    cache = _verified_cache(conf)
+    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+    cached = cache.get(digest, now)
+    if cached is not None:
+        _check_binding(cached, conf, binding)
+        return cached
+
+    header, claims, signing_input, signature = parse(token, conf)
+    alg, kid = check_header(header, conf)
+    await verify_signature(alg, kid, signing_input, signature, conf)
     check_claims(claims, conf, now)
     verified = VerifiedToken(
         claims=claims,
@@ -242,11 +259,15 @@ async def validate_access_token(token: str, *, conf: Conf | None = None) -> Veri
         subject=claims["sub"],
         expires_at=int(claims["exp"]),
     )
-    _check_binding(verified, conf)
+    _check_binding(verified, conf, binding)
     cache.put(digest, verified)
     return verified
 
 
-def _check_binding(token: VerifiedToken, conf: Conf) -> None:
-    if token.dpop_jkt is not None and not conf.accept_dpop_bound_as_bearer:
-        raise TokenError("dpop_bound", "token is bound to a DPoP key (cnf.jkt)")
+def _check_binding(token: VerifiedToken, conf: Conf, binding: str) -> None:
+    bound = token.dpop_jkt is not None
+    if binding == "dpop":
+        if not bound:
+            raise TokenError("not_dpop_bound", "a DPoP request needs a DPoP-bound token (cnf.jkt)")
+    elif bound and (binding == "bearer" or not conf.accept_dpop_bound_as_bearer):
+        raise TokenError("dpop_bound", "token is bound to a DPoP key (cnf.jkt): send a DPoP proof")

@@ -11,9 +11,9 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from . import tickets
+from . import backchannel, dpop, revoke, tickets
 from .conf import get_conf
-from .tokens import TokenError, validate_access_token
+from .tokens import TokenError, VerifiedToken, validate_access_token
 from .users import UserRefused, user_for_claims
 
 logger = logging.getLogger("wsauth")
@@ -37,6 +37,23 @@ def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
     return check.process_view(request, lambda r: HttpResponse(), (), {})
 
 
+async def _check_dpop(request: HttpRequest, token: str, verified: VerifiedToken, conf: Any) -> str:
+    proofs = request.headers.get("DPoP")
+    if not proofs or "," in proofs:
+        raise dpop.ProofError("send exactly one DPoP proof header")
+    # htu: the request URL without query and fragment (RFC 9449 section 4.3); behind a
+    # proxy, Django's SECURE_PROXY_SSL_HEADER / USE_X_FORWARDED_HOST make it the public one.
+    url = request.build_absolute_uri(request.path)
+    return await dpop.verify_proof(
+        proofs.strip(),
+        method=request.method or "",
+        url=url,
+        access_token=token,
+        jkt=str(verified.dpop_jkt),
+        conf=conf,
+    )
+
+
 @csrf_exempt
 @never_cache
 async def ticket(request: HttpRequest) -> HttpResponse:
@@ -47,29 +64,48 @@ async def ticket(request: HttpRequest) -> HttpResponse:
     conf = get_conf()
     authorization = request.headers.get("Authorization")
     claims: dict[str, Any] | None = None
+    dpop_jkt: str | None = None
     if authorization:
         scheme, _, credential = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not credential.strip():
+        scheme, credential = scheme.lower(), credential.strip()
+        if scheme not in ("bearer", "dpop") or not credential:
             return _error(
                 401,
                 "invalid_request",
-                "use 'Authorization: Bearer <access token>'",
-                WWW_Authenticate="Bearer",
+                "use 'Authorization: Bearer <access token>' or 'DPoP <access token>'",
+                WWW_Authenticate="Bearer, DPoP",
             )
         try:
-            verified = await validate_access_token(credential.strip(), conf=conf)
+            verified = await validate_access_token(credential, conf=conf, binding=scheme)
+            if scheme == "dpop":
+                dpop_jkt = await _check_dpop(request, credential, verified, conf)
             user = await user_for_claims(verified.claims)
-        except (TokenError, UserRefused) as exc:
+            await revoke.check(user, verified.claims, None)
+        except dpop.ProofError as exc:
+            logger.warning("wsauth: ticket refused: bad DPoP proof: %s", exc.detail)
+            response = _error(
+                401,
+                exc.error,
+                exc.detail,
+                WWW_Authenticate=f'DPoP error="{exc.error}", algs="ES256 EdDSA RS256 PS256"',
+            )
+            if exc.error == "use_dpop_nonce":
+                response["DPoP-Nonce"] = dpop.current_nonce(conf)
+            return response
+        except (TokenError, UserRefused, revoke.Revoked) as exc:
             logger.warning("wsauth: ticket refused reason=%s: %s", exc.reason, exc.detail)
             return _error(
                 401,
                 "invalid_token",
                 exc.detail,
-                WWW_Authenticate=f'Bearer error="invalid_token", error_description="{exc.reason}"',
+                WWW_Authenticate=(
+                    f'{"DPoP" if scheme == "dpop" else "Bearer"} error="invalid_token", '
+                    f'error_description="{exc.reason}"'
+                ),
             )
         claims = verified.claims
         credential_expires_at: float | None = verified.expires_at
-        via = "bearer"
+        via = scheme
     else:
         user = await request.auser()
         if not user.is_authenticated:
@@ -87,10 +123,40 @@ async def ticket(request: HttpRequest) -> HttpResponse:
         "claims": claims,
         "credential_expires_at": credential_expires_at,
         "origin": origin,
+        "dpop_jkt": dpop_jkt,
     }
     try:
         value, ttl = await tickets.issue(data)
     except tickets.TicketStoreError as exc:
         logger.error("wsauth: ticket store unavailable: %s", exc)
         return _error(503, "unavailable", "the ticket store is unavailable; retry shortly")
-    return JsonResponse({"ticket": value, "expires_in": ttl})
+    response = JsonResponse({"ticket": value, "expires_in": ttl})
+    if dpop_jkt is not None and conf.dpop_require_nonce:
+        response["DPoP-Nonce"] = dpop.current_nonce(conf)
+    return response
+
+
+@csrf_exempt
+@never_cache
+async def backchannel_logout(request: HttpRequest) -> HttpResponse:
+    """OpenID Connect Back-Channel Logout: ``logout_token`` in a form POST."""
+    if request.method != "POST":
+        response = _error(405, "method_not_allowed", "use POST")
+        response["Allow"] = "POST"
+        return response
+    token = request.POST.get("logout_token")
+    if not token:
+        return _error(400, "invalid_request", "the form field 'logout_token' is required")
+    try:
+        claims = await backchannel.validate_logout_token(token)
+    except TokenError as exc:
+        logger.warning("wsauth: logout token refused reason=%s: %s", exc.reason, exc.detail)
+        if exc.reason == "store_unavailable":
+            return _error(503, "temporarily_unavailable", "retry shortly")
+        return _error(400, "invalid_request", exc.detail)
+    try:
+        await backchannel.logout(claims)
+    except Exception as exc:  # the store or the channel layer is down: ask for a retry
+        logger.error("wsauth: back-channel logout failed: %s", exc)
+        return _error(503, "temporarily_unavailable", "retry shortly")
+    return HttpResponse(status=200)

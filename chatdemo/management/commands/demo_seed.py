@@ -17,9 +17,11 @@ USERS = [
     ("bob", "bobbob", "Bob", "Builder"),
 ]
 
+ADMIN = ("admin", "adminadmin")
+
 
 class Command(BaseCommand):
-    help = "Seed the demo: users alice and bob, the demo client, allowed origins."
+    help = "Seed the demo: users alice and bob, an administrator, the demo client, origins."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -52,6 +54,13 @@ class Command(BaseCommand):
             OIDCIdentity.objects.get_or_create(
                 issuer=settings.OIDC_ISSUER, subject=str(user.pk), defaults={"user": user}
             )
+        # An administrator for /admin/ (allowed origins; disconnecting users' sockets).
+        admin, _ = user_model.objects.get_or_create(
+            username=ADMIN[0], defaults={"is_staff": True, "is_superuser": True}
+        )
+        admin.is_staff = admin.is_superuser = True
+        admin.set_password(ADMIN[1])
+        admin.save()
         from oauth2_provider.models import get_application_model
 
         application_model = get_application_model()
@@ -70,5 +79,6 @@ class Command(BaseCommand):
         app.client_secret = settings.OIDC_RP_CLIENT_SECRET
         app.save()
         self.stdout.write(
-            f"seeded users {', '.join(u[0] for u in USERS)} and client {app.client_id}"
+            f"seeded users {', '.join(u[0] for u in USERS)}, administrator {ADMIN[0]} "
+            f"and client {app.client_id}"
         )

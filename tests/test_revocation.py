@@ -1,0 +1,110 @@
+"""Revocation in-process: the admin action, deactivation, the signal, the async API.
+(Across real processes: tests/test_revocation_live.py.)"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.routing import URLRouter
+from django.contrib.auth import get_user_model
+from django.test import AsyncClient
+
+from chatdemo.routing import websocket_urlpatterns
+from wsauth import revoke
+from wsauth.middleware import WSAuthMiddlewareStack
+from wsauth.testing import TestIssuer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+application = WSAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+
+
+async def closed_code(ws: Any) -> int:
+    output = await ws.receive_output(timeout=2)
+    assert output["type"] == "websocket.close", output
+    return int(output["code"])
+
+
+async def user_of(sub: str) -> Any:
+    model = get_user_model()
+    return await model.objects.aget(oidc_identities__subject=sub)
+
+
+async def test_adisconnect_user_closes_only_their_sockets_and_signals() -> None:
+    issuer = TestIssuer()
+    seen: list[dict[str, Any]] = []
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        seen.append(kwargs)
+
+    revoke.sockets_revoked.connect(receiver)
+    try:
+        with issuer.activate():
+            mine = [await issuer.connect(application, "/ws/echo/", sub="ann") for _ in range(2)]
+            other = await issuer.connect(application, "/ws/echo/", sub="ben")
+            for ws in (*mine, other):
+                await ws.receive_from()  # Hello
+            ann = await user_of("ann")
+            await revoke.adisconnect_user(ann, reason="test")
+            for ws in mine:
+                assert await closed_code(ws) == 4403
+            await other.send_to(text_data="still here")
+            assert "still here" in await other.receive_from()
+            await other.disconnect()
+            # The revoked token opens nothing new.
+            refused = issuer.communicator(application, "/ws/echo/", token=issuer.token(sub="ann"))
+            connected, _ = await refused.connect(timeout=5)
+            assert not connected
+    finally:
+        revoke.sockets_revoked.disconnect(receiver)
+    assert [(s["user"].pk, s["reason"]) for s in seen] == [(ann.pk, "test")]
+
+
+async def test_deactivating_a_user_disconnects_them() -> None:
+    issuer = TestIssuer()
+    with issuer.activate():
+        ws = await issuer.connect(application, "/ws/echo/", sub="cat")
+        await ws.receive_from()
+        user = await user_of("cat")
+        user.first_name = "Cat"
+        await user.asave()  # an ordinary save of an active user closes nothing
+        assert await ws.receive_nothing(timeout=0.3)
+        user.is_active = False
+        await user.asave()
+        assert await closed_code(ws) == 4403
+
+
+async def test_admin_action_disconnects_selected_users() -> None:
+    issuer = TestIssuer()
+    with issuer.activate():
+        ws = await issuer.connect(application, "/ws/echo/", sub="dan")
+        await ws.receive_from()
+        dan = await user_of("dan")
+        admin = await sync_to_async(get_user_model().objects.create_superuser)(
+            "root", "root@example.test", "pw"
+        )
+        client = AsyncClient()
+        await client.aforce_login(admin)
+        response = await client.post(
+            "/admin/auth/user/",
+            {"action": "disconnect_sockets", "_selected_action": [str(dan.pk)]},
+            follow=True,
+        )
+        assert response.status_code == 200
+        assert b"Disconnected the WebSockets of 1 user" in response.content
+        assert await closed_code(ws) == 4403
+
+
+async def test_refresh_with_a_revoked_session_token_is_refused() -> None:
+    issuer = TestIssuer()
+    with issuer.activate():
+        ws = await issuer.connect(application, "/ws/echo/", sub="eve", sid="s-2")
+        await ws.receive_from()
+        await revoke.adisconnect_session("s-1", issuer.issuer, reason="logout")
+        await ws.send_to(text_data="alive")  # another session: untouched
+        assert "alive" in await ws.receive_from()
+        await ws.send_json_to(
+            {"type": "wsauth.refresh", "token": issuer.token(sub="eve", sid="s-1")}
+        )
+        assert await closed_code(ws) == 4403

@@ -1,0 +1,77 @@
+"""OpenID Connect Back-Channel Logout 1.0: the provider tells us a session ended.
+
+The logout token is validated as section 2.6 of the spec requires, then the matching
+sockets are closed through ``wsauth.revoke`` and the session's tokens refused from then on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.cache import caches
+
+from . import revoke
+from .conf import Conf, get_conf
+from .tokens import TokenError, check_header, parse, verify_signature
+
+EVENT = "http://schemas.openid.net/event/backchannel-logout"
+_LOGOUT_TYPES: frozenset[str | None] = frozenset({"logout+jwt", "jwt", None})
+
+
+def _first_use(jti: str, conf: Conf) -> bool:
+    digest = hashlib.sha256(jti.encode("utf-8", "replace")).hexdigest()
+    ttl = int(conf.logout_token_max_age + 2 * conf.leeway) + 1
+    return bool(caches[conf.revocation_cache].add(f"wsauth:logout-jti:{digest}", 1, timeout=ttl))
+
+
+async def validate_logout_token(token: str, conf: Conf | None = None) -> dict[str, Any]:
+    """The claims of a valid, unused logout token, or ``TokenError``."""
+    conf = conf or get_conf()
+    header, claims, signing_input, signature = parse(token, conf)
+    alg, kid = check_header(header, conf, types=_LOGOUT_TYPES)
+    await verify_signature(alg, kid, signing_input, signature, conf)
+    now = time.time()
+    if claims.get("iss") != conf.issuer:
+        raise TokenError("wrong_issuer", f"issuer {claims.get('iss')!r} is not {conf.issuer!r}")
+    aud = claims.get("aud")
+    auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if not any(a in conf.logout_audience for a in auds if isinstance(a, str)):
+        raise TokenError("wrong_audience", f"audience {aud!r} is not this client")
+    iat = claims.get("iat")
+    if isinstance(iat, bool) or not isinstance(iat, int | float):
+        raise TokenError("missing_claim", "logout token has no numeric 'iat'")
+    if iat > now + conf.leeway or iat < now - conf.logout_token_max_age - conf.leeway:
+        raise TokenError("stale", "logout token 'iat' is outside the accepted window")
+    exp = claims.get("exp")
+    if exp is not None and (not isinstance(exp, int | float) or now >= exp + conf.leeway):
+        raise TokenError("expired", "logout token has expired")
+    events = claims.get("events")
+    if not isinstance(events, dict) or not isinstance(events.get(EVENT), dict):
+        raise TokenError("invalid_claims", f"'events' must hold {EVENT!r} with an object")
+    sid, sub = claims.get("sid"), claims.get("sub")
+    if not (isinstance(sid, str) and sid) and not (isinstance(sub, str) and sub):
+        raise TokenError("missing_claim", "logout token has neither 'sid' nor 'sub'")
+    if "nonce" in claims:
+        raise TokenError("invalid_claims", "a logout token must not carry 'nonce'")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        raise TokenError("missing_claim", "logout token has no 'jti'")
+    try:
+        first = await sync_to_async(_first_use, thread_sensitive=False)(jti, conf)
+    except Exception as exc:
+        raise TokenError("store_unavailable", f"cannot check replay: {exc}") from exc
+    if not first:
+        raise TokenError("replayed", "this logout token was used before")
+    return claims
+
+
+async def logout(claims: dict[str, Any]) -> None:
+    """Close the session's sockets (or, without ``sid``, the subject's)."""
+    iss, sid, sub = claims["iss"], claims.get("sid"), claims.get("sub")
+    if isinstance(sid, str) and sid:
+        await revoke.adisconnect_session(sid, iss, reason="back-channel logout")
+    else:
+        await revoke.adisconnect_subject(str(sub), iss, reason="back-channel logout")
