@@ -6,6 +6,7 @@ issuer, a shared SQLite file, and optionally REDIS_URL on a test-only Redis data
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -44,8 +45,15 @@ def manage(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Co
     )
 
 
+#: Every test's handshakes come from 127.0.0.1: per-address limits are off unless a test
+#: sets them in WSAUTH_OVERRIDES.
+TEST_LIMITS = {"HANDSHAKE_RATE": None, "FAILED_AUTH_RATE": None, "MAX_SOCKETS_PER_USER": None}
+
+
 class DaphneServer:
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        overrides = {**TEST_LIMITS, **json.loads(env.get("WSAUTH_OVERRIDES") or "{}")}
+        env = {**env, "WSAUTH_OVERRIDES": json.dumps(overrides)}
         self.env = env
         self.port = free_port()
         self.log_path = log_path

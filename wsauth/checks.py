@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
 from .conf import DEFAULTS, get_conf
+from .limits import parse_rate
 from .origins import OriginError, parse_origin
 
 _SYMMETRIC = ("HS256", "HS384", "HS512")
@@ -105,6 +107,39 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     f"WSAUTH['ALLOWED_ORIGINS'] has an invalid origin: {exc}",
                     hint="Write origins as 'https://host[:port]' or 'https://*.example.com'.",
                     id="wsauth.E010",
+                )
+            )
+    for name in ("HANDSHAKE_RATE", "FAILED_AUTH_RATE", "MESSAGE_RATE"):
+        try:
+            parse_rate(conf.raw[name])
+        except (ValueError, TypeError, KeyError) as exc:
+            errors.append(
+                Error(
+                    f"WSAUTH['{name}'] is not a rate: {exc}",
+                    hint="Write a rate as 'COUNT/second', 'COUNT/minute', 'COUNT/hour', "
+                    "'COUNT/SECONDS', or None for no limit.",
+                    id="wsauth.E012",
+                )
+            )
+    for value in conf.trusted_proxies:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            errors.append(
+                Error(
+                    f"WSAUTH['TRUSTED_PROXIES'] has {value!r}, which is no address or network.",
+                    hint="List your proxies' addresses or CIDR networks, e.g. '10.0.0.0/8'.",
+                    id="wsauth.E013",
+                )
+            )
+    for alias_name in ("REVOCATION_CACHE", "RATE_LIMIT_CACHE"):
+        alias = conf.raw[alias_name]
+        if alias and alias not in getattr(settings, "CACHES", {}):
+            errors.append(
+                Error(
+                    f"WSAUTH['{alias_name}'] names the cache {alias!r}, which is not in CACHES.",
+                    hint=f"Add it to CACHES, or drop {alias_name} to use TICKET_CACHE.",
+                    id="wsauth.E014",
                 )
             )
     errors.extend(_check_stores(conf))

@@ -1,0 +1,196 @@
+"""Abuse limits through real Daphne processes sharing a real Redis: handshakes and
+failures per address (4429, logged once), sockets per user across processes, frame size
+(4009) and rate (4429), X-Forwarded-For only from trusted proxies, slow authentication."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from tests.conftest import REDIS_URL
+from tests.daphne import DaphneServer, manage, project_env
+from tests.issuer import AUDIENCE, Issuer
+
+PREFIX = "authorization_bearer_"
+
+
+class Stack:
+    def __init__(self, issuer: Issuer, make: Callable[..., DaphneServer]) -> None:
+        self.issuer, self.make = issuer, make
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp: Path = tmp_path_factory.mktemp("limits")
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    issuer = Issuer().start()
+    env = project_env(
+        OIDC_ISSUER=issuer.issuer,
+        OIDC_AUDIENCE=AUDIENCE,
+        DJANGO_DB_PATH=str(tmp / "db.sqlite3"),
+        DJANGO_VAR_DIR=str(tmp),
+        REDIS_URL=REDIS_URL,
+    )
+    manage(env, "migrate", "-v0")
+    servers: list[DaphneServer] = []
+
+    def make(**overrides: Any) -> DaphneServer:
+        server_env = {**env, "WSAUTH_OVERRIDES": json.dumps(overrides)}
+        server = DaphneServer(server_env, tmp / f"{uuid.uuid4().hex[:6]}.log").start()
+        servers.append(server)
+        return server
+
+    yield Stack(issuer, make)
+    for server in servers:
+        server.stop()
+    issuer.stop()
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_counters(stack: Stack) -> None:
+    """Every test's handshakes come from 127.0.0.1: start each with no counts."""
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def hello(ws: ClientConnection) -> ClientConnection:
+    assert ws.recv(timeout=5).startswith("Hello ")
+    return ws
+
+
+def close_code(ws: ClientConnection, within: float = 5.0) -> int:
+    try:
+        while True:
+            ws.recv(timeout=within)
+    except ConnectionClosed as closed:
+        assert closed.rcvd is not None
+        return closed.rcvd.code
+    except TimeoutError:
+        pytest.fail("not closed in time")
+
+
+def attempt(server: DaphneServer, token: str, headers: dict[str, str] | None = None) -> Any:
+    """Open and close a socket: "ok", 4429 (limited) or 403 (refused)."""
+    try:
+        with connect(
+            server.ws + "/ws/echo/",
+            subprotocols=["chat", PREFIX + token],
+            additional_headers=headers,
+            open_timeout=5,
+        ) as ws:
+            first = ws.recv(timeout=5)
+            return "ok" if first.startswith("Hello ") else first
+    except ConnectionClosed as closed:
+        assert closed.rcvd is not None
+        return closed.rcvd.code
+    except InvalidStatus as exc:
+        return exc.response.status_code
+
+
+def test_handshake_rate_per_address_limited_and_logged_once(stack: Stack) -> None:
+    server = stack.make(HANDSHAKE_RATE="5/minute")
+    token = stack.issuer.token()
+    results = [attempt(server, token) for _ in range(9)]
+    assert results == ["ok"] * 5 + [4429] * 4
+    assert server.log().count("reason=too_many_handshakes") == 1
+
+
+def test_handshake_rate_is_shared_by_processes(stack: Stack) -> None:
+    a = stack.make(HANDSHAKE_RATE="4/minute")
+    b = stack.make(HANDSHAKE_RATE="4/minute")
+    token = stack.issuer.token()
+    results = [attempt(server, token) for server in (a, b, a, b, a, b)]
+    assert results == ["ok"] * 4 + [4429] * 2
+
+
+def test_failed_authentications_per_address_then_4429(stack: Stack) -> None:
+    server = stack.make(FAILED_AUTH_RATE="3/minute")
+    bad = stack.issuer.token()[:-8] + "AAAAAAAA"
+    assert [attempt(server, bad) for _ in range(3)] == [403] * 3
+    # Even a good token is now turned away from this address, with a back-off code.
+    good = stack.issuer.token()
+    assert [attempt(server, good) for _ in range(3)] == [4429] * 3
+    assert server.log().count("reason=too_many_failures") == 1
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies(stack: Stack) -> None:
+    token = stack.issuer.token()
+    untrusted = stack.make(HANDSHAKE_RATE="2/minute")
+    forged = [attempt(untrusted, token, {"X-Forwarded-For": f"198.51.100.{i}"}) for i in range(4)]
+    assert forged == ["ok", "ok", 4429, 4429]  # a client cannot pick its own address
+
+    behind_proxy = stack.make(HANDSHAKE_RATE="2/minute", TRUSTED_PROXIES=["127.0.0.1"])
+    per_client = [
+        attempt(behind_proxy, token, {"X-Forwarded-For": f"203.0.113.7, 198.51.100.{i}"})
+        for i in (1, 1, 1, 2)
+    ]
+    assert per_client == ["ok", "ok", 4429, "ok"]  # the rightmost untrusted hop counts
+    assert "client=198.51.100.1" in behind_proxy.log()
+
+
+def test_sockets_per_user_across_processes(stack: Stack) -> None:
+    a = stack.make(MAX_SOCKETS_PER_USER=3)
+    b = stack.make(MAX_SOCKETS_PER_USER=3)
+    token = stack.issuer.token(sub="many-" + uuid.uuid4().hex[:6])
+    other = stack.issuer.token(sub="other-" + uuid.uuid4().hex[:6])
+    with ExitStack() as stack_:
+        for server in (a, b, a):
+            ws = stack_.enter_context(
+                connect(server.ws + "/ws/echo/", subprotocols=["chat", PREFIX + token])
+            )
+            hello(ws)
+        assert attempt(b, token) == 4429
+        assert attempt(a, other) == "ok"  # someone else is not affected
+    # Closed sockets give their places back.
+    deadline = time.monotonic() + 5
+    while attempt(b, token) != "ok":
+        assert time.monotonic() < deadline, "places were not released"
+        time.sleep(0.2)
+
+
+def test_frame_size_and_rate_per_socket(stack: Stack) -> None:
+    server = stack.make(MAX_MESSAGE_SIZE=1000, MESSAGE_RATE="5/second")
+    token = stack.issuer.token()
+    with connect(server.ws + "/ws/echo/", subprotocols=["chat", PREFIX + token]) as ws:
+        hello(ws)
+        ws.send("é" * 400)  # 800 bytes: fine
+        assert "é" in str(ws.recv(timeout=5))
+        ws.send("é" * 600)  # 600 characters, 1200 bytes: too big
+        assert close_code(ws) == 4009  # 1009 is refused by autobahn
+    with connect(server.ws + "/ws/echo/", subprotocols=["chat", PREFIX + token]) as ws:
+        hello(ws)
+        for i in range(20):
+            try:
+                ws.send(f"m{i}")
+            except ConnectionClosed:
+                break
+        assert close_code(ws) == 4429
+    assert "too many frames" in server.log()
+
+
+def test_slow_authentication_is_dropped(stack: Stack) -> None:
+    # The issuer answers after 3 s; the handshake may take 1.
+    server = stack.make(HANDSHAKE_TIMEOUT=1.0, JWKS_TIMEOUT=5.0)
+    stack.issuer.delay = 3.0
+    try:
+        started = time.monotonic()
+        assert attempt(server, stack.issuer.token()) == 403
+        assert time.monotonic() - started < 2.9
+    finally:
+        stack.issuer.delay = 0.0
+    deadline = time.monotonic() + 5
+    while "reason=timeout" not in server.log():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
