@@ -82,10 +82,25 @@ if REDIS_URL:
     # socket_timeout 10: redis-py 8's default (5 s) equals channels-redis's blocking read
     # timeout and kills idle consumers (channels_redis#422); None reopens a connection on
     # every socket close.
+    # retry: after a Redis restart, pooled connections fail once ("Connection closed by
+    # server"); retrying on a fresh connection lets the service recover by itself.
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 10}]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 10,
+                        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+                        "retry_on_error": [RedisConnectionError],
+                    }
+                ]
+            },
         }
     }
     CACHES = {

@@ -101,7 +101,8 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         if self._accepted:  # connect() after first-message authentication
             return
         self._accepted = True
-        await self._join_revocation_groups()  # before accept: no window without revocation
+        if not await self._accept_revocable():  # before accept: no unrevocable window
+            return
         await super().accept(subprotocol or self.wsauth.get("subprotocol"), headers)
         self._schedule_expiry()
 
@@ -124,6 +125,22 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         if new:
             self._revocation_groups += tuple(new)
             await asyncio.gather(*(self.channel_layer.group_add(g, self.channel_name) for g in new))
+
+    async def _accept_revocable(self) -> bool:
+        """Join the revocation groups; if the channel layer is down, refuse the socket
+        rather than open one no revocation could reach."""
+        try:
+            await self._join_revocation_groups()
+        except Exception as exc:
+            logger.error(
+                "wsauth: refused socket path=%s: channel layer unavailable: %s",
+                self.scope.get("path"),
+                exc,
+            )
+            self._revocation_groups = ()
+            await self.close()
+            return False
+        return True
 
     async def wsauth_revoke(self, event: dict[str, Any]) -> None:
         """A revocation sent to one of our groups, from any process."""
@@ -243,8 +260,8 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
             "expires_at": verified.expires_at,
         }
         self._schedule_expiry()
-        await self._join_revocation_groups()
-        await self.connect()
+        if await self._accept_revocable():
+            await self.connect()
 
     def _refresh_allowed(self) -> bool:
         conf = get_conf()
@@ -284,7 +301,8 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
             "expires_at": verified.expires_at,
         }
         self._schedule_expiry()
-        await self._join_revocation_groups()
+        if not await self._accept_revocable():
+            return
         await self.send(text_data=_frame(type="wsauth.refreshed", expires_at=verified.expires_at))
 
     # -- timers: one per socket ---------------------------------------------------------------

@@ -92,7 +92,13 @@ async def ticket(request: HttpRequest) -> HttpResponse:
             if exc.error == "use_dpop_nonce":
                 response["DPoP-Nonce"] = dpop.current_nonce(conf)
             return response
-        except (TokenError, UserRefused, revoke.Revoked) as exc:
+        except revoke.Revoked as exc:
+            if exc.reason == "revocation_store_unavailable":
+                logger.error("wsauth: ticket refused: %s", exc.detail)
+                return _error(503, "unavailable", "the shared store is unavailable; retry shortly")
+            logger.warning("wsauth: ticket refused reason=%s: %s", exc.reason, exc.detail)
+            return _error(401, "invalid_token", exc.detail, WWW_Authenticate="Bearer")
+        except (TokenError, UserRefused) as exc:
             logger.warning("wsauth: ticket refused reason=%s: %s", exc.reason, exc.detail)
             return _error(
                 401,
