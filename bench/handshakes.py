@@ -1,0 +1,305 @@
+"""Section 1: handshakes. Bare Daphne, wsauth by subprotocol (a token seen before, and a
+new token each time), wsauth by ticket (the POST timed apart), and Channels'
+``AuthMiddlewareStack`` with a session; sequential and 50 at a time, interleaved rounds;
+server CPU per handshake from /proc; optionally instructions under callgrind."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from .context import Context
+from .load import Cred, cycle, cycles, token_cred
+from .report import median, ratios
+from .servers import Daphne
+from .wsclient import post_ticket
+
+SECTION = "handshakes"
+VARIANTS = ["bare", "subprotocol", "subprotocol-new-token", "ticket", "session"]
+SERVER_OF = {
+    "bare": "bare",
+    "subprotocol": "wsauth",
+    "subprotocol-new-token": "wsauth",
+    "ticket": "wsauth",
+    "session": "session",
+}
+CONCURRENCY = 50
+
+
+class Credentials:
+    def __init__(self, ctx: Context, new_tokens: int) -> None:
+        self.ctx = ctx
+        self.token = ctx.issuer.token("RS256", lifetime=3600)
+        self.pool = [ctx.issuer.token("RS256", lifetime=3600) for _ in range(new_tokens)]
+        self.post_rate: dict[str, list[float]] = defaultdict(list)
+        self.post_cpu: list[float] = []
+
+    async def make(self, variant: str, n: int, concurrency: int) -> list[Cred]:
+        if variant == "bare":
+            return [Cred()] * n
+        if variant == "session":
+            return [Cred(cookie=self.ctx.session_cookie)] * n
+        if variant == "subprotocol":
+            return [token_cred(self.token)] * n
+        if variant == "subprotocol-new-token":
+            if len(self.pool) < n:
+                self.pool += [self.ctx.issuer.token("RS256", lifetime=3600) for _ in range(n)]
+            taken, self.pool = self.pool[:n], self.pool[n:]
+            return [token_cred(t) for t in taken]
+        if variant == "ticket":
+            return [Cred(path=f"/ws/echo/?ticket={t}") for t in await self.tickets(n, concurrency)]
+        raise ValueError(variant)
+
+    async def tickets(self, n: int, concurrency: int) -> list[str]:
+        """POST n tickets, ``concurrency`` at a time, timing the POSTs on their own."""
+        server = self.ctx.server("wsauth")
+        out: list[str] = []
+        it = iter(range(n))
+
+        async def worker() -> None:
+            for _ in it:
+                out.append(await post_ticket(server.port, self.token))
+
+        cpu = server.cpu_seconds()
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+        self.post_cpu.append((server.cpu_seconds() - cpu) / n)
+        self.post_rate["seq" if concurrency == 1 else "c50"].append(n / elapsed)
+        return out
+
+
+async def run(ctx: Context) -> None:
+    quick = ctx.options.quick
+    rounds = 3 if quick else 5
+    n_seq = 60 if quick else 100
+    n_conc = 150 if quick else 250
+    res = ctx.results
+    servers = {name: ctx.server(name) for name in ("bare", "wsauth", "session")}
+    creds = Credentials(ctx, new_tokens=rounds * (n_seq + n_conc) + 20)
+
+    # Warm-up: imports, the JWKS fetch, user rows, session rows, Redis connections.
+    for variant in VARIANTS:
+        port = servers[SERVER_OF[variant]].port
+        for cred in await creds.make(variant, 20, 1):
+            await cycle(port, cred)
+    creds.post_rate.clear()
+    creds.post_cpu.clear()
+
+    rate: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    cpu: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    failures = 0
+    for r in range(rounds):
+        for mode, n, concurrency in (("seq", n_seq, 1), ("c50", n_conc, CONCURRENCY)):
+            order = VARIANTS[r % len(VARIANTS) :] + VARIANTS[: r % len(VARIANTS)]
+            for variant in order:
+                server = servers[SERVER_OF[variant]]
+                batch = await creds.make(variant, n, concurrency)
+                before = server.cpu_seconds()
+                elapsed, failed = await cycles(server.port, batch, concurrency)
+                cpu[variant][mode].append((server.cpu_seconds() - before) / n * 1000)
+                rate[variant][mode].append((n - failed) / elapsed)
+                failures += failed
+        print(f"  round {r + 1}/{rounds} done", flush=True)
+
+    res.raw[SECTION] = {
+        "rounds": rounds,
+        "n_seq": n_seq,
+        "n_concurrent": n_conc,
+        "rate": {v: dict(m) for v, m in rate.items()},
+        "cpu_ms": {v: dict(m) for v, m in cpu.items()},
+        "ticket_post_rate": dict(creds.post_rate),
+        "ticket_post_cpu_ms": [c * 1000 for c in creds.post_cpu],
+        "failures": failures,
+    }
+
+    for mode, label in (("seq", "sequential"), ("c50", f"{CONCURRENCY} concurrent")):
+        for variant in VARIANTS:
+            target = met = None
+            ratio = ratios(rate[variant][mode], rate["bare"][mode])
+            if variant == "subprotocol" and mode == "c50":
+                target, met = ">= 0.95x bare", ratio >= 0.95
+            res.add(
+                SECTION,
+                f"handshakes/s {label}: {variant}",
+                median(rate[variant][mode]),
+                "1/s",
+                ratio=ratio,
+                vs="bare",
+                target=target,
+                met=met,
+            )
+    for mode, label in (("seq", "sequential"), ("c50", f"{CONCURRENCY} concurrent")):
+        for variant in VARIANTS:
+            res.add(
+                SECTION,
+                f"server CPU/handshake ({label}): {variant}",
+                median(cpu[variant][mode]),
+                "ms",
+                ratio=ratios(cpu[variant][mode], cpu["bare"][mode]),
+                vs="bare",
+            )
+    res.add(
+        SECTION,
+        f"ticket POST/s ({CONCURRENCY} concurrent)",
+        median(creds.post_rate["c50"]),
+        "1/s",
+    )
+    post_cpu = median(c * 1000 for c in creds.post_cpu)
+    res.add(SECTION, "server CPU/ticket POST", post_cpu, "ms")
+
+    all_cpu = {v: cpu[v]["seq"] + cpu[v]["c50"] for v in VARIANTS}
+    ticket_vs_sub = ratios(all_cpu["ticket"], all_cpu["subprotocol"])
+    res.add(
+        SECTION,
+        "ticket handshake CPU vs subprotocol",
+        median(all_cpu["ticket"]),
+        "ms",
+        ratio=ticket_vs_sub,
+        vs="subprotocol",
+        target="<= 1.0x (5% noise band)",
+        met=ticket_vs_sub <= 1.05,
+    )
+    res.add(
+        SECTION,
+        "ticket POST + handshake CPU vs subprotocol",
+        post_cpu + median(all_cpu["ticket"]),
+        "ms",
+        ratio=(post_cpu + median(all_cpu["ticket"])) / median(all_cpu["subprotocol"]),
+        vs="subprotocol",
+    )
+    ahead = ratios(rate["subprotocol"]["c50"], rate["session"]["c50"])
+    res.add(
+        SECTION,
+        "subprotocol vs session stack, 50 concurrent",
+        median(rate["subprotocol"]["c50"]),
+        "1/s",
+        ratio=ahead,
+        vs="session",
+        target=">= 1.25x session",
+        met=ahead >= 1.25,
+    )
+    ahead = ratios(rate["ticket"]["c50"], rate["session"]["c50"])
+    res.add(
+        SECTION,
+        "ticket vs session stack, 50 concurrent",
+        median(rate["ticket"]["c50"]),
+        "1/s",
+        ratio=ahead,
+        vs="session",
+        target=">= 1.25x session",
+        met=ahead >= 1.25,
+    )
+    if failures:
+        res.add(SECTION, "failed handshakes (all variants)", failures, "")
+
+    if ctx.options.callgrind:
+        await run_callgrind(ctx, creds)
+
+
+# -- callgrind ---------------------------------------------------------------------------------
+
+
+def _callgrind_control(*args: str) -> None:
+    subprocess.run(["callgrind_control", *args], check=True, capture_output=True, timeout=120)
+
+
+def _dump(server: Daphne, out: Path) -> int:
+    """Dump the counters since the last zeroing; return the instruction count."""
+    before = set(out.parent.glob(out.name + ".*"))
+    _callgrind_control("-d", str(server.pid))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        new = set(out.parent.glob(out.name + ".*")) - before
+        for path in new:
+            text = path.read_text(errors="replace")
+            match = re.search(r"^(?:totals|summary):\s*(\d+)", text, re.M)
+            if match:
+                return int(match.group(1))
+        time.sleep(0.2)
+    raise RuntimeError("callgrind dump did not appear")
+
+
+async def _instructions(server: Daphne, out: Path, work: Any, n: int) -> tuple[float, float]:
+    """Instructions per unit of ``work`` (n units), minus an idle run as long as the work."""
+    _callgrind_control("-z", str(server.pid))
+    start = time.perf_counter()
+    await work()
+    elapsed = time.perf_counter() - start
+    busy = _dump(server, out)
+    _callgrind_control("-z", str(server.pid))
+    await asyncio.sleep(elapsed)
+    idle = _dump(server, out)
+    return (busy - idle) / n, idle / elapsed
+
+
+async def run_callgrind(ctx: Context, creds: Credentials) -> None:
+    res = ctx.results
+    n = ctx.options.callgrind_handshakes
+    apps = {"bare": "bare", "subprotocol": "wsauth", "ticket": "wsauth", "session": "session"}
+    per: dict[str, float] = {}
+    raw: dict[str, Any] = {"handshakes": n}
+    for variant, app in apps.items():
+        out = ctx.project.dir / f"callgrind-{variant}.out"
+        print(f"  callgrind: starting {variant} under valgrind...", flush=True)
+        server = Daphne(ctx.project, app, callgrind_out=out).start(timeout=600)
+        try:
+            for cred in await creds.make(variant, 5, 1):  # warm-up
+                await cycle(server.port, cred)
+            if variant == "ticket":
+                token = creds.token
+                tickets: list[str] = []
+
+                async def posts(
+                    token: str = token, tickets: list[str] = tickets, port: int = server.port
+                ) -> None:
+                    for _ in range(n):
+                        tickets.append(await post_ticket(port, token))
+
+                post, _ = await _instructions(server, out, posts, n)
+                per["ticket POST"] = post
+                batch = [Cred(path=f"/ws/echo/?ticket={t}") for t in tickets]
+            else:
+                batch = await creds.make(variant, n, 1)
+
+            async def work(batch: list[Cred] = batch, port: int = server.port) -> None:
+                await cycles(port, batch, 1)
+
+            per[variant], idle_rate = await _instructions(server, out, work, n)
+            raw[f"{variant}_idle_instructions_per_s"] = idle_rate
+        finally:
+            server.stop()
+    raw["per_handshake"] = per
+    res.raw["callgrind"] = raw
+    for variant in apps:
+        ratio = per[variant] / per["bare"]
+        target = met = None
+        if variant == "subprotocol":
+            target, met = "<= 1.10x bare", ratio <= 1.10
+        res.add(
+            SECTION,
+            f"instructions/handshake (callgrind): {variant}",
+            per[variant] / 1e6,
+            "M instr",
+            ratio=ratio,
+            vs="bare",
+            target=target,
+            met=met,
+        )
+    ticket_ratio = per["ticket"] / per["subprotocol"]
+    res.add(
+        SECTION,
+        "instructions: ticket handshake vs subprotocol",
+        per["ticket"] / 1e6,
+        "M instr",
+        ratio=ticket_ratio,
+        vs="subprotocol",
+        target="<= 1.0x",
+        met=ticket_ratio <= 1.0,
+    )
+    res.add(SECTION, "instructions/ticket POST (callgrind)", per["ticket POST"] / 1e6, "M instr")

@@ -1,0 +1,114 @@
+"""Section 5: resident memory per idle socket, bare Daphne against wsauth (distinct
+tokens, 1,000 users with several sockets each), at 1k, 5k and 10k sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+from .context import Context
+from .load import Cred, cycle, open_ws, token_cred
+from .servers import create_users
+from .wsclient import WS
+
+SECTION = "memory"
+USERS = 1000
+CONCURRENCY = 50
+
+
+async def _hold(port: int, creds: list[Cred], into: list[WS]) -> int:
+    """Open one socket per credential, 50 at a time, and keep them; return failures."""
+    it = iter(creds)
+    failures = 0
+
+    async def worker() -> None:
+        nonlocal failures
+        for cred in it:
+            try:
+                ws = await open_ws(port, cred)
+                await ws.recv()
+                into.append(ws)
+            except Exception:
+                failures += 1
+
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return failures
+
+
+async def _ladder(ctx: Context, name: str, creds: list[Cred], levels: list[int]) -> dict[str, Any]:
+    server = ctx.fresh_server(f"mem-{name}", "bare" if name == "bare" else "wsauth")
+    for cred in creds[:50]:  # warm-up: imports, keys, connections, caches
+        await cycle(server.port, cred)
+    await asyncio.sleep(1)
+    base = server.rss_bytes()
+    held: list[WS] = []
+    out: dict[str, Any] = {"base_rss": base, "levels": {}}
+    failures = 0
+    for level in levels:
+        failures += await _hold(server.port, creds[len(held) + failures : level], held)
+        await asyncio.sleep(2)
+        rss = server.rss_bytes()
+        out["levels"][level] = {
+            "held": len(held),
+            "rss": rss,
+            "per_socket": (rss - base) / len(held),
+        }
+        print(f"  {name}: {len(held)} sockets, RSS {rss / 1e6:.1f} MB", flush=True)
+    out["failures"] = failures
+    for ws in held:
+        ws.abort()
+    held.clear()
+    gc.collect()
+    ctx.stop_server(f"mem-{name}")
+    return out
+
+
+async def run(ctx: Context) -> None:
+    levels = [1000] if ctx.options.quick else [1000, 5000, 10000]
+    top = levels[-1]
+    create_users(ctx.project, USERS)
+    issuer = ctx.issuer
+    creds = {
+        "bare": [Cred()] * (top + 100),
+        "wsauth": [
+            token_cred(issuer.token("EdDSA", lifetime=3600, sub=f"bench-u{i % USERS}"))
+            for i in range(top + 100)
+        ],
+    }
+    raw: dict[str, Any] = {}
+    for name in ("bare", "wsauth"):
+        raw[name] = await _ladder(ctx, name, creds[name], levels)
+    ctx.results.raw[SECTION] = raw
+    res = ctx.results
+    for level in levels:
+        bare = raw["bare"]["levels"][level]
+        auth = raw["wsauth"]["levels"][level]
+        res.add(SECTION, f"RSS/socket at {level}: bare", bare["per_socket"] / 1024, "KiB")
+        res.add(
+            SECTION,
+            f"RSS/socket at {level}: wsauth",
+            auth["per_socket"] / 1024,
+            "KiB",
+            ratio=auth["per_socket"] / bare["per_socket"],
+            vs="bare",
+        )
+        extra = (auth["per_socket"] - bare["per_socket"]) / 1024
+        last = level == top
+        res.add(
+            SECTION,
+            f"extra RSS/authenticated socket at {level}",
+            extra,
+            "KiB",
+            target="<= 2 KiB" if last else None,
+            met=extra <= 2 if last else None,
+        )
+    held = raw["wsauth"]["levels"][top]["held"]
+    res.add(
+        SECTION,
+        f"authenticated sockets held by one process (of {top})",
+        held,
+        "sockets",
+        target=f"{top}" if top == 10000 else None,
+        met=held >= top if top == 10000 else None,
+    )
