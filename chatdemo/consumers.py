@@ -33,7 +33,7 @@ class ChatConsumer(AuthenticatedWebsocketConsumer):
             message = payload["message"]
             if not isinstance(message, str) or not message.strip():
                 raise ValueError
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             await self.send_json(
                 {
                     "type": "error",

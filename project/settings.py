@@ -98,6 +98,9 @@ if REDIS_URL:
                         "socket_timeout": 10,
                         "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
                         "retry_on_error": [RedisConnectionError],
+                        # redis-py 8 refuses a 101st concurrent command instead of
+                        # waiting: many sockets closing at once each leave their groups.
+                        "max_connections": 1000,
                     }
                 ]
             },

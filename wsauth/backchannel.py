@@ -15,7 +15,7 @@ from django.core.cache import caches
 
 from . import revoke
 from .conf import Conf, get_conf
-from .tokens import TokenError, check_header, parse, verify_signature
+from .tokens import TokenError, check_header, finite_number, parse, verify_signature
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 _LOGOUT_TYPES: frozenset[str | None] = frozenset({"logout+jwt", "jwt", None})
@@ -40,13 +40,13 @@ async def validate_logout_token(token: str, conf: Conf | None = None) -> dict[st
     auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
     if not any(a in conf.logout_audience for a in auds if isinstance(a, str)):
         raise TokenError("wrong_audience", f"audience {aud!r} is not this client")
-    iat = claims.get("iat")
-    if isinstance(iat, bool) or not isinstance(iat, int | float):
+    iat = finite_number(claims.get("iat"))
+    if iat is None:
         raise TokenError("missing_claim", "logout token has no numeric 'iat'")
     if iat > now + conf.leeway or iat < now - conf.logout_token_max_age - conf.leeway:
         raise TokenError("stale", "logout token 'iat' is outside the accepted window")
     exp = claims.get("exp")
-    if exp is not None and (not isinstance(exp, int | float) or now >= exp + conf.leeway):
+    if exp is not None and ((exp := finite_number(exp)) is None or now >= exp + conf.leeway):
         raise TokenError("expired", "logout token has expired")
     events = claims.get("events")
     if not isinstance(events, dict) or not isinstance(events.get(EVENT), dict):

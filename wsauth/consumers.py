@@ -108,12 +108,17 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self._cancel_timer()
-        if self._revocation_groups and self.channel_layer is not None:
-            groups, self._revocation_groups = self._revocation_groups, ()
-            await asyncio.gather(
-                *(self.channel_layer.group_discard(g, self.channel_name) for g in groups)
-            )
-        await super().websocket_disconnect(message)
+        try:
+            if self._revocation_groups and self.channel_layer is not None:
+                groups, self._revocation_groups = self._revocation_groups, ()
+                # One at a time: when thousands of sockets drop together (a proxy
+                # restart), concurrent discards would exhaust the layer's Redis pool.
+                for group in groups:
+                    await self.channel_layer.group_discard(group, self.channel_name)
+        except Exception as exc:  # the memberships lapse after the layer's group_expiry
+            logger.warning("wsauth: could not leave revocation groups: %s", exc)
+        finally:
+            await super().websocket_disconnect(message)
 
     async def _join_revocation_groups(self) -> None:
         """Join the user's and the OpenID session's groups, so any process can close us."""
@@ -206,7 +211,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
     async def _control(self, text: str) -> bool:
         try:
             frame = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
         kind = frame.get("type") if isinstance(frame, dict) else None
         if not isinstance(kind, str) or not kind.startswith("wsauth."):

@@ -21,7 +21,7 @@ from django.core.cache import caches
 from jwt.algorithms import get_default_algorithms
 
 from .conf import DEFAULT_ALGORITHMS, Conf
-from .tokens import TokenError, parse
+from .tokens import TokenError, finite_number, parse
 
 _ALGORITHMS = get_default_algorithms()
 #: RFC 7638: the members of each key type that make up its thumbprint.
@@ -121,8 +121,8 @@ async def verify_proof(
         raise ProofError(f"'htm' must be {method!r}")
     if claims.get("htu") != url:
         raise ProofError(f"'htu' must be {url!r}")
-    iat = claims.get("iat")
-    if isinstance(iat, bool) or not isinstance(iat, int | float):
+    iat = finite_number(claims.get("iat"))
+    if iat is None:
         raise ProofError("the proof has no numeric 'iat'")
     if abs(time.time() - iat) > conf.dpop_proof_max_age + conf.leeway:
         raise ProofError("the proof's 'iat' is outside the accepted window")

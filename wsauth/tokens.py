@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ def _b64decode(segment: str) -> bytes:
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
         value = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # deep nesting: RecursionError
         raise TokenError("malformed", f"{what} is not JSON") from exc
     if not isinstance(value, dict):
         raise TokenError("malformed", f"{what} is not a JSON object")
@@ -80,13 +81,30 @@ def _normalise_typ(typ: Any) -> str | None:
     return typ.removeprefix("application/")
 
 
+def finite_number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (booleans, strings, NaN, inf, huge ints)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def _number(claims: dict[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenError("invalid_claims", f"'{name}' is not a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError as exc:
+        raise TokenError("invalid_claims", f"'{name}' is out of range") from exc
+    if not math.isfinite(number):
+        raise TokenError("invalid_claims", f"'{name}' is not a finite number")
+    return number
 
 
 def check_claims(claims: dict[str, Any], conf: Conf, now: float | None = None) -> None:
