@@ -73,7 +73,9 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("DJANGO_DB_PATH", str(VAR_DIR / "db.sqlite3")),
-        "OPTIONS": {"timeout": 20},
+        # IMMEDIATE: two processes creating users at once wait for the write lock
+        # instead of failing with "database is locked" (Django 5.1+).
+        "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
     }
 }
 
@@ -102,7 +104,10 @@ if REDIS_URL:
                         # waiting: many sockets closing at once each leave their groups.
                         "max_connections": 1000,
                     }
-                ]
+                ],
+                # Each process's inbox holds `capacity` pending messages and group_send
+                # drops the rest (an INFO line only): 100, the default, loses a burst.
+                "capacity": 5000,
             },
         }
     }

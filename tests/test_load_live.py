@@ -302,14 +302,6 @@ async def test_chat_room_across_two_processes(stack, issuer, two_servers):
     check_logs(stack, a, b)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="project/settings.py configures channels-redis without 'capacity': each process's "
-    "inbox holds 100 messages, and group_send drops what does not fit, silently (an INFO "
-    "line 'N of M channels over capacity'). 20 chatters sending 10 messages at once lose "
-    "most of them; the demo needs a capacity sized for its rooms (e.g. 1000+) and the "
-    "README should say so",
-)
 async def test_chat_burst_loses_nothing(stack, issuer, two_servers):
     a, b = two_servers
     room, sockets = await open_room(issuer, a, b, 20)
