@@ -136,3 +136,13 @@ async def test_settings_origins_are_always_allowed(settings):
     gate = OriginGate()
     assert await gate.allows("https://cdn.static.example")
     assert not await gate.allows("https://other.example")
+
+
+@pytest.mark.parametrize(
+    "value", ["http://a:0", "http://[v1.x]", "http://01.2.3.4", "http://1.2.3"]
+)
+def test_ambiguous_hosts_and_ports_are_refused(value):
+    # Found by the fuzz tests: port 0 became the default port, an IPvFuture literal a
+    # host name, and a zero-padded address a domain name.
+    with pytest.raises(OriginError):
+        parse_origin(value)

@@ -67,10 +67,17 @@ def parse_origin(value: str, *, allow_wildcard: bool = False) -> Origin:
     host = parts.hostname or ""
     if not host:
         raise OriginError(f"{value!r}: no host")
+    if port == 0:
+        raise OriginError(f"{value!r}: port 0 is not a port")
+    bracketed = "[" in parts.netloc
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         address = None
+    if bracketed and not isinstance(address, ipaddress.IPv6Address):
+        raise OriginError(f"{value!r}: brackets hold an IPv6 address")
+    if address is None and all(c.isdigit() or c == "." for c in host):
+        raise OriginError(f"{value!r}: not a valid IPv4 address")
     if address is not None:
         if wildcard:
             raise OriginError(f"{value!r}: a wildcard needs a domain name, not an address")
