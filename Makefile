@@ -20,5 +20,6 @@ demo: demo-env
 test:
 	bash tests/run.sh
 
+# BENCH_ARGS: sections and flags, e.g. make bench BENCH_ARGS='--quick handshakes'
 bench: demo-env
-	$(VENV)/bin/python -m bench
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)

@@ -7,6 +7,7 @@ import asyncio
 import importlib
 import sys
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,12 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     results = Results(meta={**machine(), "sections": chosen, "quick": args.quick})
     ctx = Context(options, results)
     started = time.perf_counter()
+    failed: list[str] = []
     try:
         for name in chosen:
             section_start = time.perf_counter()
             print(f"== {name}", flush=True)
             module = importlib.import_module(f"bench.{name}")
-            asyncio.run(module.run(ctx))
+            try:
+                asyncio.run(module.run(ctx))
+            except Exception as exc:  # report it, run the other sections
+                traceback.print_exc()
+                results.meta.setdefault("errors", {})[name] = repr(exc)
+                failed.append(name)
             results.meta.setdefault("seconds", {})[name] = round(
                 time.perf_counter() - section_start, 1
             )
@@ -74,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results.rows, markdown=args.markdown))
     print(f"\n{results.meta['total_seconds']} s; results in {args.json}")
-    return 0
+    if failed:
+        print(f"sections that failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -76,9 +76,9 @@ class Credentials:
 
 async def run(ctx: Context) -> None:
     quick = ctx.options.quick
-    rounds = 3 if quick else 5
-    n_seq = 60 if quick else 100
-    n_conc = 150 if quick else 250
+    rounds = 3 if quick else 4
+    n_seq = 50 if quick else 60
+    n_conc = 120 if quick else 160
     res = ctx.results
     servers = {name: ctx.server(name) for name in ("bare", "wsauth", "session")}
     creds = Credentials(ctx, new_tokens=rounds * (n_seq + n_conc) + 20)

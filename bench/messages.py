@@ -20,7 +20,7 @@ SOCKETS = 50
 
 async def run(ctx: Context) -> None:
     quick = ctx.options.quick
-    rounds = 3 if quick else 5
+    rounds = 3 if quick else 4
     one_count = 1500 if quick else 3000
     many_count = 30 if quick else 60  # per socket per round
     servers = {"bare": ctx.server("bare"), "wsauth": ctx.server("wsauth")}
