@@ -10,10 +10,7 @@ import hashlib
 import time
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.core.cache import caches
-
-from . import revoke
+from . import revoke, stores
 from .conf import Conf, get_conf
 from .tokens import TokenError, check_header, finite_number, parse, verify_signature
 
@@ -24,7 +21,9 @@ _LOGOUT_TYPES: frozenset[str | None] = frozenset({"logout+jwt", "jwt", None})
 def _first_use(jti: str, conf: Conf) -> bool:
     digest = hashlib.sha256(jti.encode("utf-8", "replace")).hexdigest()
     ttl = int(conf.logout_token_max_age + 2 * conf.leeway) + 1
-    return bool(caches[conf.revocation_cache].add(f"wsauth:logout-jti:{digest}", 1, timeout=ttl))
+    return bool(
+        stores.cache(conf.revocation_cache).add(f"wsauth:logout-jti:{digest}", 1, timeout=ttl)
+    )
 
 
 async def validate_logout_token(token: str, conf: Conf | None = None) -> dict[str, Any]:
@@ -60,7 +59,7 @@ async def validate_logout_token(token: str, conf: Conf | None = None) -> dict[st
     if not isinstance(jti, str) or not jti:
         raise TokenError("missing_claim", "logout token has no 'jti'")
     try:
-        first = await sync_to_async(_first_use, thread_sensitive=False)(jti, conf)
+        first = await stores.run(_first_use, jti, conf)
     except Exception as exc:
         raise TokenError("store_unavailable", f"cannot check replay: {exc}") from exc
     if not first:

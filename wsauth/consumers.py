@@ -108,32 +108,25 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self._cancel_timer()
-        try:
-            if self._revocation_groups and self.channel_layer is not None:
-                groups, self._revocation_groups = self._revocation_groups, ()
-                # One at a time: when thousands of sockets drop together (a proxy
-                # restart), concurrent discards would exhaust the layer's Redis pool.
-                for group in groups:
-                    await self.channel_layer.group_discard(group, self.channel_name)
-        except Exception as exc:  # the memberships lapse after the layer's group_expiry
-            logger.warning("wsauth: could not leave revocation groups: %s", exc)
-        finally:
-            await super().websocket_disconnect(message)
+        if self._revocation_groups:
+            revoke.leave(self, self._revocation_groups)
+            self._revocation_groups = ()
+        await super().websocket_disconnect(message)
 
     async def _join_revocation_groups(self) -> None:
-        """Join the user's and the OpenID session's groups, so any process can close us."""
+        """Register with this process's revocation registry (no I/O after the first)."""
         user = self.scope.get("user")
-        if self.channel_layer is None or user is None or not user.is_authenticated:
+        if user is None or not user.is_authenticated:
             return
         groups = revoke.groups_for(user, self.wsauth.get("claims"))
         new = [g for g in groups if g not in self._revocation_groups]
         if new:
+            await revoke.join(self, new, self.channel_layer)
             self._revocation_groups += tuple(new)
-            await asyncio.gather(*(self.channel_layer.group_add(g, self.channel_name) for g in new))
 
     async def _accept_revocable(self) -> bool:
-        """Join the revocation groups; if the channel layer is down, refuse the socket
-        rather than open one no revocation could reach."""
+        """Join revocation; if the channel layer is down, refuse the socket rather than
+        open one no revocation could reach."""
         try:
             await self._join_revocation_groups()
         except Exception as exc:
@@ -142,13 +135,15 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
                 self.scope.get("path"),
                 exc,
             )
-            self._revocation_groups = ()
             await self.close()
             return False
         return True
 
     async def wsauth_revoke(self, event: dict[str, Any]) -> None:
-        """A revocation sent to one of our groups, from any process."""
+        """A revocation for one of our groups, from any process (via the registry)."""
+        if self._closing:
+            return
+        self._closing = True
         reason = event.get("reason")
         await self.close_for(close_codes.FORBIDDEN, f"revoked: {str(reason)[:200]}")
 

@@ -15,11 +15,10 @@ import json
 import time
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import caches
 from jwt.algorithms import get_default_algorithms
 
+from . import stores
 from .conf import DEFAULT_ALGORITHMS, Conf
 from .tokens import TokenError, finite_number, parse
 
@@ -87,7 +86,7 @@ def _remember_jti(jti: str, iss_jkt: str, conf: Conf) -> bool:
     digest = hashlib.sha256(f"{iss_jkt}:{jti}".encode()).hexdigest()
     key = f"wsauth:dpop-jti:{digest}"
     ttl = int(2 * conf.dpop_proof_max_age + conf.leeway) + 1
-    return bool(caches[conf.revocation_cache].add(key, 1, timeout=ttl))
+    return bool(stores.cache(conf.revocation_cache).add(key, 1, timeout=ttl))
 
 
 async def verify_proof(
@@ -134,7 +133,7 @@ async def verify_proof(
     if not isinstance(jti, str) or not 8 <= len(jti) <= 256:
         raise ProofError("the proof has no usable 'jti'")
     try:
-        first = await sync_to_async(_remember_jti, thread_sensitive=False)(jti, proof_jkt, conf)
+        first = await stores.run(_remember_jti, jti, proof_jkt, conf)
     except Exception as exc:
         raise ProofError(
             f"cannot check proof replay: {exc}", error="temporarily_unavailable"

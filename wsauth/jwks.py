@@ -16,6 +16,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from jwt.algorithms import get_default_algorithms
@@ -144,7 +145,9 @@ class JWKSCache:
         future: asyncio.Future[bool] = loop.create_future()
         self._inflight = (loop, future)
         try:
-            jwks = await asyncio.to_thread(self._fetch_sync)
+            # Its own thread: a burst of handshakes must not queue the fetch behind the
+            # store calls it is waiting with (measured: every handshake timed out).
+            jwks = await loop.run_in_executor(_fetcher, self._fetch_sync)
         except Exception as exc:  # any failure keeps the last good keys
             logger.warning("wsauth: fetching the key set of %s failed: %s", self.issuer, exc)
             self._last_failure = time.monotonic()
@@ -222,6 +225,7 @@ class JWKSCache:
 
 _background: set[asyncio.Task[Any]] = set()
 _caches: dict[tuple[str | None, str | None], JWKSCache] = {}
+_fetcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wsauth-jwks")
 
 
 def get_jwks_cache(conf: Conf | None = None) -> JWKSCache:

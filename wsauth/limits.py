@@ -17,10 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
-
+from . import revoke, stores
 from .conf import Conf, get_conf, on_reset
 
 logger = logging.getLogger("wsauth")
@@ -143,16 +140,9 @@ def _reset() -> None:
     _trusted = None
 
 
-def _redis(conf: Conf) -> tuple[Any, Any] | None:
-    cache = caches[conf.rate_limit_cache]
-    if isinstance(cache, RedisCache):
-        return cache, cache._cache.get_client(write=True)
-    return None
-
-
-def _hit_sync(key: str | None, window: float, peek: str | None, conf: Conf) -> tuple[int, int]:
+async def _hit(key: str | None, window: float, peek: str | None, conf: Conf) -> tuple[int, int]:
     """Count one hit on ``key`` (None: none) and read ``peek``: one round trip."""
-    shared = _redis(conf)
+    shared = stores.async_redis(conf.rate_limit_cache)
     if shared is None:
         return _local.hit(key, window, peek)
     cache, client = shared
@@ -163,33 +153,37 @@ def _hit_sync(key: str | None, window: float, peek: str | None, conf: Conf) -> t
         pipe.expire(full, max(1, round(window)), nx=True)
     if peek is not None:
         pipe.get(cache.make_key(peek))
-    results = pipe.execute()
+    results = await pipe.execute()
     count = int(results[0]) if key is not None else 0
     peeked = results[-1] if peek is not None else None
     return count, int(peeked) if peeked is not None else 0
 
 
-def _add_member_sync(key: str, member: str, lease: float, conf: Conf) -> int:
-    shared = _redis(conf)
-    if shared is None:
-        return _local.add_member(key, member, lease)
-    cache, client = shared
-    full, now = cache.make_key(key), time.time()
-    pipe = client.pipeline(transaction=False)
+def _slot_ops(pipe: Any, full: str, member: str, lease: float) -> None:
+    now = time.time()
     pipe.zremrangebyscore(full, "-inf", now - lease)
     pipe.zadd(full, {member: now})
     pipe.zcard(full)
     pipe.expire(full, int(lease) + 1)
-    return int(pipe.execute()[2])
 
 
-def _remove_member_sync(key: str, member: str, conf: Conf) -> None:
-    shared = _redis(conf)
+async def _add_member(key: str, member: str, lease: float, conf: Conf) -> int:
+    shared = stores.async_redis(conf.rate_limit_cache)
+    if shared is None:
+        return _local.add_member(key, member, lease)
+    cache, client = shared
+    pipe = client.pipeline(transaction=False)
+    _slot_ops(pipe, cache.make_key(key), member, lease)
+    return int((await pipe.execute())[2])
+
+
+async def _remove_member(key: str, member: str, conf: Conf) -> None:
+    shared = stores.async_redis(conf.rate_limit_cache)
     if shared is None:
         _local.remove_member(key, member)
         return
     cache, client = shared
-    client.zrem(cache.make_key(key), member)
+    await client.zrem(cache.make_key(key), member)
 
 
 def _window_key(kind: str, ident: str, window: float) -> str:
@@ -261,33 +255,44 @@ async def check_handshake(address: str, conf: Conf) -> None:
     if rules.failures is not None:
         peek_key = _window_key("fail", address, rules.failures[1])
     try:
-        count, failures = await sync_to_async(_hit_sync, thread_sensitive=False)(
-            count_key, window, peek_key, conf
-        )
+        count, failures = await _hit(count_key, window, peek_key, conf)
     except Exception as exc:  # the store is down: limits fail open, authentication does not
         _store_down(exc)
         return
+    limited = _judge_address(address, rules, count, failures)
+    if limited is not None:
+        raise limited
+
+
+async def record_failure(address: str, conf: Conf) -> Limited | None:
+    """Count a refused handshake from ``address`` (as a handshake and as a failure);
+    return ``Limited`` if the address was already over a limit (answer 4429, not 403)."""
+    rules = limits(conf)
+    results: list[tuple[int, int]] = []
+    for kind, rule in (("hs", rules.handshake), ("fail", rules.failures)):
+        if rule is not None:
+            results.append(await _hit(_window_key(kind, address, rule[1]), rule[1], None, conf))
+        else:
+            results.append((0, 0))
+    (count, _), (failures, _) = results
+    return _judge_address(address, rules, count, failures - 1)
+
+
+def _judge_address(address: str, rules: Limits, count: int, failures: int) -> Limited | None:
+    """``failures`` counted before this handshake; ``count`` including it."""
     if rules.failures is not None and failures >= rules.failures[0]:
-        raise Limited(
+        return Limited(
             "too_many_failures",
             f"{failures} failed authentications from {address} in {rules.failures[1]:g} s",
             first=failures == rules.failures[0],
         )
     if rules.handshake is not None and count > rules.handshake[0]:
-        raise Limited(
+        return Limited(
             "too_many_handshakes",
-            f"more than {rules.handshake[0]} handshakes from {address} in {window:g} s",
+            f"more than {rules.handshake[0]} handshakes from {address} in {rules.handshake[1]:g} s",
             first=count == rules.handshake[0] + 1,
         )
-
-
-async def record_failure(address: str, conf: Conf) -> None:
-    """Count a failed authentication from ``address`` (the next handshake sees it)."""
-    rules = limits(conf)
-    if rules.failures is None:
-        return
-    key = _window_key("fail", address, rules.failures[1])
-    await sync_to_async(_hit_sync, thread_sensitive=False)(key, rules.failures[1], None, conf)
+    return None
 
 
 class SocketSlot:
@@ -298,33 +303,124 @@ class SocketSlot:
 
     async def release(self) -> None:
         try:
-            await sync_to_async(_remove_member_sync, thread_sensitive=False)(
-                self.key, self.member, self.conf
-            )
+            await _remove_member(self.key, self.member, self.conf)
         except Exception as exc:  # the place lapses after SOCKET_LEASE
             _store_down(exc)
 
 
-async def claim_socket(user: Any, conf: Conf) -> SocketSlot | None:
-    """Take one of the user's ``MAX_SOCKETS_PER_USER`` places, or raise ``Limited``."""
-    limit = limits(conf).sockets_per_user
-    if limit is None or user is None or not getattr(user, "is_authenticated", False):
-        return None
-    key, member = f"wsauth:sockets:{user.pk}", uuid.uuid4().hex
-    # A crashed process cannot release its places: they lapse after SOCKET_LEASE seconds.
+async def _admission(
+    address_ops: list[tuple[str, str, float]],
+    keys: dict[str, str],
+    slot: tuple[str, str] | None,
+    conf: Conf,
+) -> tuple[dict[str, int], dict[str, Any], int]:
+    """Address counters (``("incr"|"get", key, window)``), revocation markers and a
+    socket place: one pipeline when they share a Redis (the default: TICKET_CACHE)."""
+    lshared = stores.async_redis(conf.rate_limit_cache)
+    rshared = stores.async_redis(conf.revocation_cache) if keys else lshared
+    if lshared is not None and rshared is not None and rshared[1] is lshared[1]:
+        cache, client = lshared
+        pipe = client.pipeline(transaction=False)
+        for op, key, window in address_ops:
+            full = cache.make_key(key)
+            if op == "incr":
+                pipe.incr(full)
+                pipe.expire(full, max(1, round(window)), nx=True)
+            else:
+                pipe.get(full)
+        if keys:
+            pipe.mget([cache.make_and_validate_key(k) for k in keys])
+        if slot is not None:
+            _slot_ops(pipe, cache.make_key(slot[0]), slot[1], conf.socket_lease)
+        try:
+            results = iter(await pipe.execute())
+        except Exception as exc:
+            if keys:  # revocation fails closed
+                raise revoke.Revoked(
+                    "revocation_store_unavailable", f"cannot check revocation: {exc}"
+                ) from exc
+            _store_down(exc)  # limits fail open
+            return {}, {}, 0
+        counts: dict[str, int] = {}
+        for op, key, _ in address_ops:
+            counts[key] = int(next(results) or 0)
+            if op == "incr":
+                next(results)
+        found: dict[str, Any] = {}
+        if keys:
+            values = next(results)
+            found = {k: stores.loads(cache, v) for k, v in zip(keys, values, strict=True) if v}
+        count = 0
+        if slot is not None:
+            next(results)
+            next(results)
+            count = int(next(results))
+        return counts, found, count
+    # Separate stores: one call each.
+    counts = {}
     try:
-        count = await sync_to_async(_add_member_sync, thread_sensitive=False)(
-            key, member, conf.socket_lease, conf
-        )
+        for op, key, window in address_ops:
+            hit, peek = await _hit(
+                key if op == "incr" else None, window, None if op == "incr" else key, conf
+            )
+            counts[key] = hit if op == "incr" else peek
     except Exception as exc:
         _store_down(exc)
+        counts = {}
+    found = await revoke.read_markers(keys)
+    count = 0
+    if slot is not None:
+        try:
+            count = await _add_member(slot[0], slot[1], conf.socket_lease, conf)
+        except Exception as exc:
+            _store_down(exc)
+    return counts, found, count
+
+
+async def admit(
+    user: Any,
+    claims: dict[str, Any] | None,
+    issued_at: float | None,
+    address: str,
+    conf: Conf,
+) -> SocketSlot | None:
+    """After authentication, in one round trip: count the handshake against its address
+    (``Limited``), refuse a revoked credential (``revoke.Revoked``), and take one of the
+    user's ``MAX_SOCKETS_PER_USER`` places (``Limited``)."""
+    rules = limits(conf)
+    slot = None
+    if rules.sockets_per_user is not None and getattr(user, "is_authenticated", False):
+        slot = (f"wsauth:sockets:{user.pk}", uuid.uuid4().hex)
+    address_ops: list[tuple[str, str, float]] = []
+    hs_key = fail_key = None
+    if rules.handshake is not None:
+        hs_key = _window_key("hs", address, rules.handshake[1])
+        address_ops.append(("incr", hs_key, rules.handshake[1]))
+    if rules.failures is not None:
+        fail_key = _window_key("fail", address, rules.failures[1])
+        address_ops.append(("get", fail_key, rules.failures[1]))
+    keys = revoke.marker_keys(user.pk, claims) if conf.revocation_check else {}
+    if not (slot or address_ops or keys):
         return None
-    slot = SocketSlot(key, member, conf)
-    if count > limit:
-        await slot.release()
-        raise Limited(
-            "too_many_sockets",
-            f"user pk={user.pk} has {limit} open sockets (MAX_SOCKETS_PER_USER)",
-            first=count == limit + 1,
+    counts, found, count = await _admission(address_ops, keys, slot, conf)
+    socket_slot = SocketSlot(slot[0], slot[1], conf) if slot is not None and count else None
+    try:
+        limited = _judge_address(
+            address, rules, counts.get(hs_key or "", 0), counts.get(fail_key or "", 0)
         )
-    return slot
+        if limited is not None:
+            raise limited
+        if revoke.judge(found, keys, revoke.issued_at_of(claims, issued_at)):
+            await stores.run(revoke.check_active, user.pk)
+        limit = rules.sockets_per_user
+        if socket_slot is not None and limit is not None and count > limit:
+            raise Limited(
+                "too_many_sockets",
+                f"user pk={user.pk} has {limit} open sockets (MAX_SOCKETS_PER_USER)",
+                first=count == limit + 1,
+            )
+    except (Limited, revoke.Revoked):
+        if socket_slot is not None:
+            await socket_slot.release()
+        raise
+    return socket_slot

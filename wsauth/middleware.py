@@ -20,7 +20,6 @@ from .conf import Conf, get_conf, on_reset
 from .logutil import mask
 from .origins import gate
 from .revoke import Revoked
-from .revoke import check as check_revocation
 from .routing import wants_first_message_auth
 
 logger = logging.getLogger("wsauth")
@@ -90,10 +89,6 @@ async def authenticate(scope: dict[str, Any], conf: Conf) -> tuple[Identity | No
     for authenticator in get_authenticators(conf):
         identity = await authenticator.authenticate(handshake, conf)
         if identity is not None:
-            try:
-                await check_revocation(identity.user, identity.claims, identity.issued_at)
-            except Revoked as exc:
-                raise Refused(exc.reason, exc.detail, credential=handshake.token) from exc
             return identity, handshake
     return None, handshake
 
@@ -112,24 +107,27 @@ class WSAuthMiddleware:
         slot = None
         try:
             async with asyncio.timeout(conf.handshake_timeout):
-                await limits.check_handshake(address, conf)
                 identity, handshake = await authenticate(scope, conf)
-                if identity is not None:
-                    slot = await limits.claim_socket(identity.user, conf)
+                if identity is None:
+                    await limits.check_handshake(address, conf)
+                else:
+                    try:  # address limits, revocation, the user's socket places: one trip
+                        slot = await limits.admit(
+                            identity.user, identity.claims, identity.issued_at, address, conf
+                        )
+                    except Revoked as exc:
+                        raise Refused(exc.reason, exc.detail, credential=handshake.token) from exc
         except limits.Limited as limited:
             if limited.first:  # once per window, not once per attempt
                 self._log_refusal(scope, Refused(limited.reason, limited.detail), address)
             if limited.reason == "too_many_failures":
                 await self._record_failure(address, conf)
             return await _limit(receive, send, scope, conf)
-        except Refused as refused:
-            self._log_refusal(scope, refused, address)
-            await self._record_failure(address, conf)
-            return await _deny(receive, send)
+        except Refused as exc:
+            return await self._refuse(scope, receive, send, exc, address, conf)
         except TimeoutError:
-            self._log_refusal(scope, Refused("timeout", "authentication took too long"), address)
-            await self._record_failure(address, conf)
-            return await _deny(receive, send)
+            timeout = Refused("timeout", "authentication took too long")
+            return await self._refuse(scope, receive, send, timeout, address, conf)
         except Exception as exc:  # a database or store fault: refuse cleanly, keep serving
             logger.error(
                 "wsauth: refused handshake reason=server_error path=%s client=%s: %s: %s",
@@ -141,11 +139,8 @@ class WSAuthMiddleware:
             return await _deny(receive, send)
         if identity is None:
             if not wants_first_message_auth(self.inner, scope.get("path", "")):
-                self._log_refusal(
-                    scope, Refused("no_credentials", "no token subprotocol and no ticket"), address
-                )
-                await self._record_failure(address, conf)
-                return await _deny(receive, send)
+                missing = Refused("no_credentials", "no token subprotocol and no ticket")
+                return await self._refuse(scope, receive, send, missing, address, conf)
             # A route that opted in: the consumer authenticates the first frame.
             identity = Identity(
                 user=AnonymousUser(), method="pending", claims=None, expires_at=None
@@ -188,12 +183,32 @@ class WSAuthMiddleware:
         finally:
             await asyncio.shield(slot.release())
 
+    async def _refuse(
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        refused: Refused,
+        address: str,
+        conf: Conf,
+    ) -> None:
+        """Count the failure; a client already over a limit gets 4429 (back off), the
+        others 403 with the reason in the log."""
+        limited = await self._record_failure(address, conf)
+        if limited is not None:
+            if limited.first:
+                self._log_refusal(scope, Refused(limited.reason, limited.detail), address)
+            return await _limit(receive, send, scope, conf)
+        self._log_refusal(scope, refused, address)
+        return await _deny(receive, send)
+
     @staticmethod
-    async def _record_failure(address: str, conf: Conf) -> None:
+    async def _record_failure(address: str, conf: Conf) -> limits.Limited | None:
         try:
-            await limits.record_failure(address, conf)
+            return await limits.record_failure(address, conf)
         except Exception as exc:  # the store is down: the refusal stands anyway
             logger.error("wsauth: cannot count a failed handshake: %s", exc)
+            return None
 
     @staticmethod
     def _log_refusal(scope: dict[str, Any], refused: Refused, address: str) -> None:

@@ -2,9 +2,11 @@
 
 Tickets live in a Django cache shared by every process (Redis in production). The store
 holds only a SHA-256 digest of the ticket as its key, so a dump of the store yields no
-usable ticket. Redeeming reads the entry and then deletes it; only the caller whose
-delete removed the entry wins (``cache.delete`` reports whether the key existed, and a
-Redis ``DEL`` is atomic), so of many simultaneous redeems exactly one succeeds.
+usable ticket. With Django's RedisCache, redeeming is one ``GETDEL`` (atomic: exactly
+one caller gets the value; Redis 6.2+) on the event loop; with other caches it reads the
+entry and then deletes it, and only the caller whose delete removed the entry wins
+(``cache.delete`` reports whether the key existed). Either way, of many simultaneous
+redeems exactly one succeeds.
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ import secrets
 import time
 from typing import Any
 
-from asgiref.sync import sync_to_async
-from django.core.cache import caches
-
+from . import stores
 from .conf import get_conf
 
 TICKET_RE = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -38,12 +38,12 @@ def is_well_formed(ticket: Any) -> bool:
 def _issue_sync(data: dict[str, Any], ttl: int) -> str:
     ticket = secrets.token_urlsafe(32)  # 32 bytes: 256 bits, 43 characters
     record = {**data, "issued_at": time.time(), "expires_at": time.time() + ttl}
-    caches[get_conf().ticket_cache].set(_key(ticket), record, timeout=ttl)
+    stores.cache(get_conf().ticket_cache).set(_key(ticket), record, timeout=ttl)
     return ticket
 
 
 def _redeem_sync(ticket: str) -> dict[str, Any] | None:
-    cache = caches[get_conf().ticket_cache]
+    cache = stores.cache(get_conf().ticket_cache)
     key = _key(ticket)
     record = cache.get(key)
     if record is None or not cache.delete(key):
@@ -57,7 +57,15 @@ async def issue(data: dict[str, Any], ttl: int | None = None) -> tuple[str, int]
     """Store ``data`` under a new ticket; return ``(ticket, lifetime in seconds)``."""
     ttl = ttl or get_conf().ticket_ttl
     try:
-        ticket = await sync_to_async(_issue_sync, thread_sensitive=False)(data, ttl)
+        shared = stores.async_redis(get_conf().ticket_cache)
+        if shared is None:
+            ticket = await stores.run(_issue_sync, data, ttl)
+        else:  # on the event loop: no thread hop (see stores.async_redis)
+            cache, client = shared
+            ticket = secrets.token_urlsafe(32)
+            record = {**data, "issued_at": time.time(), "expires_at": time.time() + ttl}
+            key = cache.make_and_validate_key(_key(ticket))
+            await client.set(key, stores.dumps(cache, record), ex=ttl)
     except Exception as exc:
         raise TicketStoreError(str(exc)) from exc
     return ticket, ttl
@@ -68,6 +76,17 @@ async def redeem(ticket: str) -> dict[str, Any] | None:
     if not is_well_formed(ticket):
         return None
     try:
-        return await sync_to_async(_redeem_sync, thread_sensitive=False)(ticket)
+        shared = stores.async_redis(get_conf().ticket_cache)
+        if shared is None:
+            return await stores.run(_redeem_sync, ticket)
+        # GETDEL: read and delete in one atomic command; only one caller gets the value.
+        cache, client = shared
+        raw = await client.getdel(cache.make_and_validate_key(_key(ticket)))
     except Exception as exc:
         raise TicketStoreError(str(exc)) from exc
+    if raw is None:
+        return None
+    record = stores.loads(cache, raw)
+    if not isinstance(record, dict) or record.get("expires_at", 0) <= time.time():
+        return None
+    return record
