@@ -37,7 +37,7 @@ async def _hold(port: int, creds: list[Cred], into: list[WS]) -> int:
 
 
 async def _ladder(ctx: Context, name: str, creds: list[Cred], levels: list[int]) -> dict[str, Any]:
-    server = ctx.fresh_server(f"mem-{name}", "bare" if name == "bare" else "wsauth")
+    server = ctx.fresh_server(f"mem-{name}", "bare" if name.startswith("bare") else "wsauth")
     for cred in creds[:50]:  # warm-up: imports, keys, connections, caches
         await cycle(server.port, cred)
     await asyncio.sleep(1)
@@ -76,8 +76,11 @@ async def run(ctx: Context) -> None:
             for i in range(top + 100)
         ],
     }
+    # The same request bytes to bare Daphne: Daphne, autobahn and Twisted keep the
+    # request's headers (the token among them) for the socket's life, whoever authenticates.
+    creds["bare-same-request"] = creds["wsauth"]
     raw: dict[str, Any] = {}
-    for name in ("bare", "wsauth"):
+    for name in ("bare", "bare-same-request", "wsauth"):
         raw[name] = await _ladder(ctx, name, creds[name], levels)
     ctx.results.raw[SECTION] = raw
     res = ctx.results
@@ -92,6 +95,21 @@ async def run(ctx: Context) -> None:
             "KiB",
             ratio=auth["per_socket"] / bare["per_socket"],
             vs="bare",
+        )
+        same = raw["bare-same-request"]["levels"][level]
+        res.add(
+            SECTION,
+            f"RSS/socket at {level}: bare, same request bytes",
+            same["per_socket"] / 1024,
+            "KiB",
+            ratio=same["per_socket"] / bare["per_socket"],
+            vs="bare",
+        )
+        res.add(
+            SECTION,
+            f"extra RSS/authenticated socket at {level}, same request bytes",
+            (auth["per_socket"] - same["per_socket"]) / 1024,
+            "KiB",
         )
         extra = (auth["per_socket"] - bare["per_socket"]) / 1024
         last = level == top

@@ -273,3 +273,19 @@ async def test_token_without_kid_uses_the_only_key(issuer, wsauth_settings):
     issuer.jwks_fetches = 0
     wsauth_conf.reset()  # fresh key cache that sees two keys
     await refused(issuer.token(include_kid=False), "unknown_kid")
+
+
+async def test_verified_claims_share_repeated_strings(issuer, wsauth_settings):
+    """A socket keeps its claims for its whole life: keys and the issuer/audience strings
+    are shared between tokens rather than held once per socket."""
+    first = await validate_access_token(issuer.token(sub="a", scope="openid chat"))
+    second = await validate_access_token(issuer.token(sub="b", scope="openid chat"))
+    token = issuer.token(sub="c", scope="openid chat")
+    assert (await validate_access_token(token)).claims == jwt.decode(
+        token, options={"verify_signature": False}
+    )
+    keys = {k: k for k in first.claims}
+    assert all(keys[k] is k for k in second.claims if k in keys)
+    for name in ("iss", "aud", "scope"):
+        assert first.claims[name] is second.claims[name], name
+    assert first.claims["sub"] == "a" and second.claims["sub"] == "b"

@@ -309,13 +309,12 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
 
     def _set_timer(self, delay: float, callback: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._cancel_timer()
-        loop = asyncio.get_running_loop()
+        # A bound method and its argument, not a closure: the handle lives as long as the socket.
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, delay), self._fire, callback)
 
-        def fire() -> None:
-            self._timer = None
-            self._timer_task = loop.create_task(callback())  # a reference keeps it alive
-
-        self._timer = loop.call_later(max(0.0, delay), fire)
+    def _fire(self, callback: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._timer = None
+        self._timer_task = asyncio.get_running_loop().create_task(callback())  # kept alive
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

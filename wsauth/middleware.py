@@ -93,6 +93,22 @@ async def authenticate(scope: dict[str, Any], conf: Conf) -> tuple[Identity | No
     return None, handshake
 
 
+class _SelectingSend:
+    """The ``send`` the application gets: only an offered application protocol may be
+    selected, otherwise ours. An unoffered one makes Daphne hang, none makes Chromium
+    fail the handshake. (A slotted object: it lives as long as the socket.)"""
+
+    __slots__ = ("chosen", "offered", "send")
+
+    def __init__(self, send: Any, offered: tuple[str, ...], chosen: str | None) -> None:
+        self.send, self.offered, self.chosen = send, offered, chosen
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.accept" and message.get("subprotocol") not in self.offered:
+            message = {**message, "subprotocol": self.chosen}
+        await self.send(message)
+
+
 class WSAuthMiddleware:
     """Authenticate WebSocket handshakes; other connection types pass through untouched."""
 
@@ -167,19 +183,13 @@ class WSAuthMiddleware:
             scope.get("path"),
             address,
         )
-        offered = frozenset(handshake.app_protocols)
-
-        async def send_selecting_subprotocol(message: dict[str, Any]) -> None:
-            # Only an offered application protocol may be selected; otherwise ours. An
-            # unoffered one makes Daphne hang, none makes Chromium fail the handshake.
-            if message["type"] == "websocket.accept" and message.get("subprotocol") not in offered:
-                message = {**message, "subprotocol": chosen}
-            await send(message)
-
+        send_selecting = _SelectingSend(send, tuple(handshake.app_protocols), chosen)
+        # This frame lives as long as the socket: keep only what the socket needs.
+        del handshake, identity
         if slot is None:
-            return await self.inner(scope, receive, send_selecting_subprotocol)
+            return await self.inner(scope, receive, send_selecting)
         try:
-            return await self.inner(scope, receive, send_selecting_subprotocol)
+            return await self.inner(scope, receive, send_selecting)
         finally:
             await asyncio.shield(slot.release())
 

@@ -20,6 +20,7 @@ Redis) and, for a process whose store is unreachable, nothing at all: see
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -56,7 +57,9 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256("\0".join(str(p) for p in parts).encode()).hexdigest()[:40]
 
 
+@functools.lru_cache(maxsize=4096)
 def user_group(pk: Any) -> str:
+    """Cached: every socket of a user shares one string (and one SHA-256)."""
     return f"wsauth.user.{_digest(pk)}"
 
 
