@@ -146,3 +146,18 @@ def test_ambiguous_hosts_and_ports_are_refused(value):
     # host name, and a zero-padded address a domain name.
     with pytest.raises(OriginError):
         parse_origin(value)
+
+
+@pytest.mark.django_db
+async def test_verdict_cache_stays_bounded(settings):
+    """Random Origin headers (a scanner) cannot grow the per-set verdict cache."""
+    from wsauth import origins
+
+    settings.WSAUTH = {**settings.WSAUTH, "ALLOWED_ORIGINS": ["https://ok.example"]}
+    gate = OriginGate()
+    for i in range(origins.VERDICT_CACHE_SIZE * 3):
+        assert not await gate.allows(f"https://x{i}.example")
+    assert await gate.allows("https://ok.example")
+    current = await gate.current()
+    assert 0 < len(current.verdicts) <= origins.VERDICT_CACHE_SIZE
+    assert current.verdicts["https://ok.example"] is True

@@ -100,6 +100,9 @@ class OriginSet:
     def __init__(self, origins: list[Origin]) -> None:
         self.exact = {o[:3] for o in origins if not o.wildcard}
         self.wildcards = [(o.scheme, o.port, "." + o.host) for o in origins if o.wildcard]
+        # Origin header -> verdict: a browser sends the same few values on every handshake.
+        # Bounded (cleared when full); dropped with the set when the set is reloaded.
+        self.verdicts: dict[str, bool] = {}
 
     def allows(self, origin: Origin) -> bool:
         if origin[:3] in self.exact:
@@ -108,6 +111,9 @@ class OriginSet:
             origin.scheme == s and origin.port == p and origin.host.endswith(suffix)
             for s, p, suffix in self.wildcards
         )
+
+
+VERDICT_CACHE_SIZE = 1024
 
 
 class OriginGate:
@@ -146,11 +152,17 @@ class OriginGate:
         return self._set
 
     async def allows(self, header: str) -> bool:
-        try:
-            origin = parse_origin(header)
-        except OriginError:
-            return False
-        return (await self.current()).allows(origin)
+        current = await self.current()
+        verdict = current.verdicts.get(header)
+        if verdict is None:
+            try:
+                verdict = current.allows(parse_origin(header))
+            except OriginError:
+                verdict = False
+            if len(current.verdicts) >= VERDICT_CACHE_SIZE:
+                current.verdicts.clear()
+            current.verdicts[header] = verdict
+        return verdict
 
     def invalidate(self) -> None:
         self._loaded_at = -float("inf")

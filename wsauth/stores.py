@@ -49,6 +49,7 @@ def _drop() -> None:
     with _lock:
         _instances.clear()
         _async_clients.clear()
+        _last.clear()
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -67,6 +68,9 @@ async def run(function: Callable[..., T], *args: Any) -> T:
 
 # -- Redis on the event loop ------------------------------------------------------------------
 
+#: alias -> (loop, answer) for the last loop asked: the hot path skips the weak mapping
+#: (whose every lookup by ``setdefault`` builds a weak reference).
+_last: dict[str, tuple[asyncio.AbstractEventLoop, tuple[RedisCache, Any] | None]] = {}
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
     weakref.WeakKeyDictionary()
 )
@@ -77,10 +81,14 @@ def async_redis(alias: str) -> tuple[RedisCache, Any] | None:
     the hot path (counters, markers, tickets) then runs on the event loop, with no thread
     hop and no GIL hand-off (measured: three hops cost more than the rest of wsauth's
     handshake). ``None`` for other backends, which go through ``run``."""
+    loop = asyncio.get_running_loop()
+    last = _last.get(alias)
+    if last is not None and last[0] is loop:
+        return last[1]
     instance = cache(alias)
     if not isinstance(instance, RedisCache):
+        _last[alias] = (loop, None)
         return None
-    loop = asyncio.get_running_loop()
     clients = _async_clients.setdefault(loop, {})
     client = clients.get(alias)
     if client is None:
@@ -91,6 +99,7 @@ def async_redis(alias: str) -> tuple[RedisCache, Any] | None:
             max_connections=1000,
             socket_timeout=5,
         )
+    _last[alias] = (loop, (instance, client))
     return instance, client
 
 
