@@ -1,9 +1,10 @@
 """Abuse limits: handshakes and failed authentications per client address, concurrent
 sockets per user, shared by every process through the cache's Redis when there is one.
 
-With Django's ``RedisCache`` each check is one pipelined round trip to Redis, made in a
-worker thread. With any other cache backend the counters live in this process only (as
-the check ``wsauth.W001`` warns for tickets): fine for one process and for tests.
+With Django's ``RedisCache`` each check is one round trip to Redis on the event loop (an
+authenticated handshake's checks are one Lua script). With any other cache backend the
+counters live in this process only (as the check ``wsauth.W001`` warns for tickets): fine
+for one process and for tests.
 """
 
 from __future__ import annotations
