@@ -68,3 +68,94 @@ def test_bad_limit_settings_fail_check(settings, override, check_id):
     with pytest.raises(SystemCheckError, match=check_id):
         call_command("check")
     wsauth_conf.reset()
+
+
+# -- the counters, in process: the same rules on Django's local memory and on Redis ---------
+
+
+@pytest.fixture(params=["locmem", "redis"])
+def limit_store(request, settings, redis_url):
+    """RATE_LIMIT_CACHE on local memory (this process only) or on Redis (shared)."""
+    backend = {
+        "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "redis": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url},
+    }[request.param]
+    settings.CACHES = {
+        **settings.CACHES,
+        "limits": backend,
+        "revocations": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    }
+    settings.WSAUTH = {
+        **settings.WSAUTH,
+        "RATE_LIMIT_CACHE": "limits",
+        "HANDSHAKE_RATE": "4/minute",
+        "FAILED_AUTH_RATE": "2/minute",
+        "MAX_SOCKETS_PER_USER": 2,
+    }
+    wsauth_conf.reset()
+    yield request.param
+    wsauth_conf.reset()
+
+
+async def _user(name: str):
+    from django.contrib.auth import get_user_model
+
+    return await get_user_model().objects.acreate(username=name)
+
+
+@pytest.mark.django_db
+async def test_failures_then_handshakes_are_limited_per_address(limit_store):
+    from wsauth import limits
+
+    conf = wsauth_conf.get_conf()
+    assert await limits.record_failure("10.0.0.1", conf) is None
+    assert await limits.record_failure("10.0.0.1", conf) is None
+    third = await limits.record_failure("10.0.0.1", conf)
+    assert third is not None and third.reason == "too_many_failures" and third.first
+    with pytest.raises(limits.Limited) as info:
+        await limits.check_handshake("10.0.0.1", conf)
+    assert info.value.reason == "too_many_failures" and not info.value.first
+    await limits.check_handshake("10.0.0.2", conf)  # another address is untouched
+    for _ in range(4):
+        await limits.check_handshake("10.0.0.3", conf)
+    with pytest.raises(limits.Limited) as info:
+        await limits.check_handshake("10.0.0.3", conf)  # the fifth of "4/minute"
+    assert info.value.reason == "too_many_handshakes" and info.value.first
+
+
+@pytest.mark.django_db
+async def test_socket_places_per_user(limit_store):
+    from wsauth import limits
+
+    conf = wsauth_conf.get_conf()
+    user = await _user(f"places-{limit_store}")
+    first = await limits.admit(user, None, None, "10.0.1.1", conf)
+    second = await limits.admit(user, None, None, "10.0.1.2", conf)
+    assert first is not None and second is not None
+    with pytest.raises(limits.Limited) as info:
+        await limits.admit(user, None, None, "10.0.1.3", conf)
+    assert info.value.reason == "too_many_sockets"
+    await first.release()
+    assert await limits.admit(user, None, None, "10.0.1.4", conf) is not None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("revocations", ["limits", "revocations"])
+async def test_admission_reads_revocation_markers_in_either_store(
+    limit_store, revocations, settings
+):
+    """Markers ride in the limits' command when both caches are one Redis, and are read
+    apart otherwise: a revoked credential is refused either way."""
+    import time
+
+    from wsauth import limits, revoke, stores
+
+    settings.WSAUTH = {**settings.WSAUTH, "REVOCATION_CACHE": revocations}
+    wsauth_conf.reset()
+    conf = wsauth_conf.get_conf()
+    user = await _user(f"marked-{limit_store}-{revocations}")
+    claims = {"iss": conf.issuer, "sub": "s", "iat": time.time() - 60}
+    assert await limits.admit(user, claims, None, "10.0.2.1", conf) is not None
+    await stores.run(revoke._mark, "user", user.pk)
+    with pytest.raises(revoke.Revoked):
+        await limits.admit(user, claims, None, "10.0.2.1", conf)

@@ -21,23 +21,13 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from . import close_codes, revoke
 from .conf import get_conf
-from .limits import parse_rate
+from .limits import limits
 from .tokens import TokenError, validate_access_token
 from .users import UserRefused, display_name, user_for_claims
 
 logger = logging.getLogger("wsauth")
 
 _CONTROL = re.compile(r'\s*\{\s*"type"\s*:\s*"wsauth\.')
-
-
-_rates: dict[Any, tuple[int, float] | None] = {}
-
-
-def _message_rate(value: Any) -> tuple[int, float] | None:
-    key = tuple(value) if isinstance(value, list) else value
-    if key not in _rates:
-        _rates[key] = parse_rate(value)
-    return _rates[key]
 
 
 def _frame(**fields: Any) -> str:
@@ -188,7 +178,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
                 size = len(text.encode("utf-8", "surrogatepass"))
             if size > limit:
                 return close_codes.MESSAGE_TOO_BIG, f"frame of {size} bytes > {limit}"
-        rate = _message_rate(conf.message_rate)
+        rate = limits(conf).message
         if rate is not None:
             count, period = rate
             now = time.monotonic()

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,38 +96,44 @@ def client_address(scope: dict[str, Any], conf: Conf | None = None) -> str:
 
 
 class _LocalStore:
-    """In-process fallback with the same semantics as the Redis scripts below."""
+    """In-process fallback with the same semantics as the Redis script below."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.counters: dict[str, tuple[float, int]] = {}
         self.sets: dict[str, dict[str, float]] = {}
 
-    def hit(self, key: str | None, window: float, peek: str | None) -> tuple[int, int]:
+    def apply(
+        self,
+        incr: Sequence[tuple[str, float]],
+        get: Sequence[str],
+        slot: tuple[str, str] | None,
+        lease: float,
+    ) -> tuple[list[int], list[int], int]:
         now = time.monotonic()
         with self.lock:
             if len(self.counters) > 100_000:
                 self.counters = {k: v for k, v in self.counters.items() if v[0] > now}
-            count = 0
-            if key is not None:
+            hits = []
+            for key, window in incr:
                 expires, count = self.counters.get(key, (now + window, 0))
                 if expires <= now:
                     expires, count = now + window, 0
-                count += 1
-                self.counters[key] = (expires, count)
-            peeked = 0
-            if peek is not None:
-                pe, pc = self.counters.get(peek, (0.0, 0))
-                peeked = pc if pe > now else 0
-            return count, peeked
-
-    def add_member(self, key: str, member: str, lease: float) -> int:
-        now = time.time()
-        with self.lock:
-            members = {m: t for m, t in self.sets.get(key, {}).items() if t > now - lease}
-            members[member] = now
-            self.sets[key] = members
-            return len(members)
+                self.counters[key] = (expires, count + 1)
+                hits.append(count + 1)
+            peeks = []
+            for key in get:
+                expires, count = self.counters.get(key, (0.0, 0))
+                peeks.append(count if expires > now else 0)
+            places = 0
+            if slot is not None:
+                wall = time.time()
+                members = self.sets.get(slot[0], {})
+                members = {m: t for m, t in members.items() if t > wall - lease}
+                members[slot[1]] = wall
+                self.sets[slot[0]] = members
+                places = len(members)
+            return hits, peeks, places
 
     def remove_member(self, key: str, member: str) -> None:
         with self.lock:
@@ -144,41 +150,76 @@ def _reset() -> None:
     _trusted = None
 
 
-async def _hit(key: str | None, window: float, peek: str | None, conf: Conf) -> tuple[int, int]:
-    """Count one hit on ``key`` (None: none) and read ``peek``: one round trip."""
+#: Every counter operation in one command (EVALSHA). ARGV: the three counts, the socket
+#: place (member, now, cutoff, TTL; member '' for none), then one window per INCR key.
+#: Counters to increment (INCR, and EXPIRE NX: the window opens at the first hit), counters to read (GET), revocation
+#: markers (MGET) and a user's socket place (a sorted set by time, entries older than the
+#: lease dropped). Measured: eight pipelined commands cost redis-py about twice the client
+#: CPU of one script call.
+_SCRIPT = """
+local n_incr, n_get, n_marks = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local hits, peeks, marks = {}, {}, {}
+local i = 1
+for j = 1, n_incr do
+  hits[j] = redis.call('INCR', KEYS[i])
+  redis.call('EXPIRE', KEYS[i], ARGV[7 + j], 'NX')
+  i = i + 1
+end
+for j = 1, n_get do
+  peeks[j] = redis.call('GET', KEYS[i])
+  i = i + 1
+end
+if n_marks > 0 then
+  marks = redis.call('MGET', unpack(KEYS, i, i + n_marks - 1))
+  i = i + n_marks
+end
+local count = 0
+if ARGV[4] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[6])
+  redis.call('ZADD', KEYS[i], ARGV[5], ARGV[4])
+  count = redis.call('ZCARD', KEYS[i])
+  redis.call('EXPIRE', KEYS[i], ARGV[7])
+end
+return {hits, peeks, marks, count}
+"""
+_SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+
+async def _store(
+    conf: Conf,
+    incr: Sequence[tuple[str, float]],
+    get: Sequence[str] = (),
+    slot: tuple[str, str] | None = None,
+    markers: Sequence[str] = (),
+) -> tuple[list[int], list[int], int, dict[str, Any]]:
+    """One round trip to ``RATE_LIMIT_CACHE``: increment the ``(key, window)`` counters,
+    read the ``get`` counters, take the ``slot`` place, and read revocation ``markers``
+    (only when the revocation cache is this same Redis). Returns hits, peeks, places and
+    the markers found. Raises when the store is down."""
     shared = stores.async_redis(conf.rate_limit_cache)
     if shared is None:
-        return _local.hit(key, window, peek)
+        hits, peeks, places = _local.apply(incr, get, slot, conf.socket_lease)
+        return hits, peeks, places, {}
     cache, client = shared
-    pipe = client.pipeline(transaction=False)
-    if key is not None:
-        full = cache.make_key(key)
-        pipe.incr(full)
-        pipe.expire(full, max(1, round(window)), nx=True)
-    if peek is not None:
-        pipe.get(cache.make_key(peek))
-    results = await pipe.execute()
-    count = int(results[0]) if key is not None else 0
-    peeked = results[-1] if peek is not None else None
-    return count, int(peeked) if peeked is not None else 0
-
-
-def _slot_ops(pipe: Any, full: str, member: str, lease: float) -> None:
+    own_markers = list(markers)
+    keys = [cache.make_key(k) for k, _ in incr] + [cache.make_key(k) for k in get]
+    keys += [cache.make_key(k) for k in own_markers]
     now = time.time()
-    pipe.zremrangebyscore(full, "-inf", now - lease)
-    pipe.zadd(full, {member: now})
-    pipe.zcard(full)
-    pipe.expire(full, int(lease) + 1)
-
-
-async def _add_member(key: str, member: str, lease: float, conf: Conf) -> int:
-    shared = stores.async_redis(conf.rate_limit_cache)
-    if shared is None:
-        return _local.add_member(key, member, lease)
-    cache, client = shared
-    pipe = client.pipeline(transaction=False)
-    _slot_ops(pipe, cache.make_key(key), member, lease)
-    return int((await pipe.execute())[2])
+    args: list[Any] = [len(incr), len(get), len(own_markers)]
+    if slot is not None:
+        keys.append(cache.make_key(slot[0]))
+        args += [slot[1], repr(now), repr(now - conf.socket_lease), int(conf.socket_lease) + 1]
+    else:
+        args += ["", 0, 0, 0]
+    args += [max(1, round(window)) for _, window in incr]
+    try:
+        reply = await client.evalsha(_SCRIPT_SHA, len(keys), *keys, *args)
+    except NoScriptError:  # a restarted or flushed Redis: load it once, again
+        await client.script_load(_SCRIPT)
+        reply = await client.evalsha(_SCRIPT_SHA, len(keys), *keys, *args)
+    hits, peeks, values, places = reply
+    found = {k: stores.loads(cache, v) for k, v in zip(own_markers, values, strict=True) if v}
+    return [int(h) for h in hits], [int(p or 0) for p in peeks], int(places), found
 
 
 async def _remove_member(key: str, member: str, conf: Conf) -> None:
@@ -224,6 +265,7 @@ class Limits:
     handshake: tuple[int, float] | None
     failures: tuple[int, float] | None
     sockets_per_user: int | None
+    message: tuple[int, float] | None  # frames per socket (a token bucket, in the consumer)
 
 
 _limits: Limits | None = None
@@ -236,6 +278,7 @@ def limits(conf: Conf) -> Limits:
             handshake=parse_rate(conf.handshake_rate),
             failures=parse_rate(conf.failed_auth_rate),
             sockets_per_user=conf.max_sockets_per_user or None,
+            message=parse_rate(conf.message_rate),
         )
     return _limits
 
@@ -246,24 +289,43 @@ def _drop_limits() -> None:
     _limits = None
 
 
+def _address_ops(
+    address: str, rules: Limits, failed: bool
+) -> tuple[list[tuple[str, float]], list[str]]:
+    """A handshake from ``address`` counts as one; a failed one as one failure too, else
+    the failures are only read."""
+    incr: list[tuple[str, float]] = []
+    get: list[str] = []
+    if rules.handshake is not None:
+        incr.append((_window_key("hs", address, rules.handshake[1]), rules.handshake[1]))
+    if rules.failures is not None:
+        key = _window_key("fail", address, rules.failures[1])
+        if failed:
+            incr.append((key, rules.failures[1]))
+        else:
+            get.append(key)
+    return incr, get
+
+
+def _counts(rules: Limits, values: list[int]) -> tuple[int, int]:
+    """``(handshakes, failures)`` from the values of ``_address_ops``, in its order."""
+    handshakes = values[0] if rules.handshake is not None and values else 0
+    failures = values[-1] if rules.failures is not None and values else 0
+    return handshakes, failures
+
+
 async def check_handshake(address: str, conf: Conf) -> None:
     """Count a handshake from ``address``; raise ``Limited`` over either limit."""
     rules = limits(conf)
-    if rules.handshake is None and rules.failures is None:
+    incr, get = _address_ops(address, rules, failed=False)
+    if not (incr or get):
         return
-    count_key = peek_key = None
-    window = 0.0
-    if rules.handshake is not None:
-        window = rules.handshake[1]
-        count_key = _window_key("hs", address, window)
-    if rules.failures is not None:
-        peek_key = _window_key("fail", address, rules.failures[1])
     try:
-        count, failures = await _hit(count_key, window, peek_key, conf)
+        hits, peeks, _, _ = await _store(conf, incr, get)
     except Exception as exc:  # the store is down: limits fail open, authentication does not
         _store_down(exc)
         return
-    limited = _judge_address(address, rules, count, failures)
+    limited = _judge_address(address, rules, *_counts(rules, hits + peeks))
     if limited is not None:
         raise limited
 
@@ -272,13 +334,11 @@ async def record_failure(address: str, conf: Conf) -> Limited | None:
     """Count a refused handshake from ``address`` (as a handshake and as a failure);
     return ``Limited`` if the address was already over a limit (answer 4429, not 403)."""
     rules = limits(conf)
-    results: list[tuple[int, int]] = []
-    for kind, rule in (("hs", rules.handshake), ("fail", rules.failures)):
-        if rule is not None:
-            results.append(await _hit(_window_key(kind, address, rule[1]), rule[1], None, conf))
-        else:
-            results.append((0, 0))
-    (count, _), (failures, _) = results
+    incr, _ = _address_ops(address, rules, failed=True)
+    if not incr:
+        return None
+    hits, _, _, _ = await _store(conf, incr)
+    count, failures = _counts(rules, hits)
     return _judge_address(address, rules, count, failures - 1)
 
 
@@ -312,114 +372,6 @@ class SocketSlot:
             _store_down(exc)
 
 
-#: The admission of one handshake in one command (EVALSHA): the address counters
-#: (INCR + EXPIRE NX), the failure counters (GET), the revocation markers (MGET) and the
-#: user's socket place (a sorted set by time, entries older than the lease dropped).
-#: Eight pipelined commands cost redis-py about twice the client CPU of one script call.
-_ADMISSION_LUA = """
-local n_incr, n_get, n_marks = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local hits, peeks, marks = {}, {}, {}
-local i = 1
-for _ = 1, n_incr do
-  hits[#hits + 1] = redis.call('INCR', KEYS[i])
-  redis.call('EXPIRE', KEYS[i], ARGV[4], 'NX')
-  i = i + 1
-end
-for _ = 1, n_get do
-  peeks[#peeks + 1] = redis.call('GET', KEYS[i])
-  i = i + 1
-end
-if n_marks > 0 then
-  marks = redis.call('MGET', unpack(KEYS, i, i + n_marks - 1))
-  i = i + n_marks
-end
-local count = 0
-if ARGV[5] ~= '' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[7])
-  redis.call('ZADD', KEYS[i], ARGV[6], ARGV[5])
-  count = redis.call('ZCARD', KEYS[i])
-  redis.call('EXPIRE', KEYS[i], ARGV[8])
-end
-return {hits, peeks, marks, count}
-"""
-_ADMISSION_SHA = hashlib.sha1(_ADMISSION_LUA.encode(), usedforsecurity=False).hexdigest()
-
-
-async def _run_script(client: Any, keys: list[str], args: list[Any]) -> Any:
-    """EVALSHA, loading the script once per Redis (after a restart or a flush too)."""
-    try:
-        return await client.evalsha(_ADMISSION_SHA, len(keys), *keys, *args)
-    except NoScriptError:
-        await client.script_load(_ADMISSION_LUA)
-        return await client.evalsha(_ADMISSION_SHA, len(keys), *keys, *args)
-
-
-async def _admission(
-    address_ops: list[tuple[str, str, float]],
-    keys: dict[str, str],
-    slot: tuple[str, str] | None,
-    conf: Conf,
-) -> tuple[dict[str, int], dict[str, Any], int]:
-    """Address counters (``("incr"|"get", key, window)``), revocation markers and a
-    socket place: one pipeline when they share a Redis (the default: TICKET_CACHE)."""
-    lshared = stores.async_redis(conf.rate_limit_cache)
-    rshared = stores.async_redis(conf.revocation_cache) if keys else lshared
-    if lshared is not None and rshared is not None and rshared[1] is lshared[1]:
-        cache, client = lshared
-        incr = [op for op in address_ops if op[0] == "incr"]
-        get = [op for op in address_ops if op[0] == "get"]
-        script_keys = [cache.make_key(k) for _, k, _ in incr + get]
-        script_keys += [cache.make_key(k) for k in keys]
-        if slot is not None:
-            script_keys.append(cache.make_key(slot[0]))
-        now = time.time()
-        args = [
-            len(incr),
-            len(get),
-            len(keys),
-            max(1, round(incr[0][2])) if incr else 0,
-            slot[1] if slot is not None else "",
-            repr(now),
-            repr(now - conf.socket_lease),
-            int(conf.socket_lease) + 1,
-        ]
-        try:
-            hits, peeks, values, count = await _run_script(client, script_keys, args)
-        except Exception as exc:
-            if keys:  # revocation fails closed
-                raise revoke.Revoked(
-                    "revocation_store_unavailable", f"cannot check revocation: {exc}"
-                ) from exc
-            _store_down(exc)  # limits fail open
-            return {}, {}, 0
-        counts: dict[str, int] = {}
-        for (_, key, _), value in zip(incr + get, list(hits) + list(peeks), strict=True):
-            counts[key] = int(value or 0)
-        found: dict[str, Any] = {
-            k: stores.loads(cache, v) for k, v in zip(keys, values, strict=True) if v
-        }
-        return counts, found, int(count or 0)
-    # Separate stores: one call each.
-    counts = {}
-    try:
-        for op, key, window in address_ops:
-            hit, peek = await _hit(
-                key if op == "incr" else None, window, None if op == "incr" else key, conf
-            )
-            counts[key] = hit if op == "incr" else peek
-    except Exception as exc:
-        _store_down(exc)
-        counts = {}
-    found = await revoke.read_markers(keys)
-    count = 0
-    if slot is not None:
-        try:
-            count = await _add_member(slot[0], slot[1], conf.socket_lease, conf)
-        except Exception as exc:
-            _store_down(exc)
-    return counts, found, count
-
-
 async def admit(
     user: Any,
     claims: dict[str, Any] | None,
@@ -434,36 +386,47 @@ async def admit(
     slot = None
     if rules.sockets_per_user is not None and getattr(user, "is_authenticated", False):
         slot = (f"wsauth:sockets:{user.pk}", uuid.uuid4().hex)
-    address_ops: list[tuple[str, str, float]] = []
-    hs_key = fail_key = None
-    if rules.handshake is not None:
-        hs_key = _window_key("hs", address, rules.handshake[1])
-        address_ops.append(("incr", hs_key, rules.handshake[1]))
-    if rules.failures is not None:
-        fail_key = _window_key("fail", address, rules.failures[1])
-        address_ops.append(("get", fail_key, rules.failures[1]))
+    incr, get = _address_ops(address, rules, failed=False)
     keys = revoke.marker_keys(user.pk, claims) if conf.revocation_check else {}
-    if not (slot or address_ops or keys):
+    if not (slot or incr or get or keys):
         return None
-    counts, found, count = await _admission(address_ops, keys, slot, conf)
-    socket_slot = SocketSlot(slot[0], slot[1], conf) if slot is not None and count else None
+    # Markers ride in the same command when the revocation cache is the limits' cache.
+    together = bool(keys) and _same_redis(conf.rate_limit_cache, conf.revocation_cache)
+    hits: list[int] = []
+    peeks: list[int] = []
+    places, found = 0, dict[str, Any]()
     try:
-        limited = _judge_address(
-            address, rules, counts.get(hs_key or "", 0), counts.get(fail_key or "", 0)
+        hits, peeks, places, found = await _store(
+            conf, incr, get, slot, list(keys) if together else []
         )
+    except Exception as exc:
+        if together:  # revocation fails closed
+            raise revoke.Revoked(
+                "revocation_store_unavailable", f"cannot check revocation: {exc}"
+            ) from exc
+        _store_down(exc)  # limits fail open
+    if keys and not together:
+        found = await revoke.read_markers(keys)
+    socket_slot = SocketSlot(slot[0], slot[1], conf) if slot is not None and places else None
+    try:
+        limited = _judge_address(address, rules, *_counts(rules, hits + peeks))
         if limited is not None:
             raise limited
-        if revoke.judge(found, keys, revoke.issued_at_of(claims, issued_at)):
-            await stores.run(revoke.check_active, user.pk)
+        await revoke.settle(found, keys, user.pk, revoke.issued_at_of(claims, issued_at))
         limit = rules.sockets_per_user
-        if socket_slot is not None and limit is not None and count > limit:
+        if socket_slot is not None and limit is not None and places > limit:
             raise Limited(
                 "too_many_sockets",
                 f"user pk={user.pk} has {limit} open sockets (MAX_SOCKETS_PER_USER)",
-                first=count == limit + 1,
+                first=places == limit + 1,
             )
     except (Limited, revoke.Revoked):
         if socket_slot is not None:
             await socket_slot.release()
         raise
     return socket_slot
+
+
+def _same_redis(alias: str, other: str) -> bool:
+    mine, theirs = stores.async_redis(alias), stores.async_redis(other)
+    return mine is not None and theirs is not None and mine[1] is theirs[1]

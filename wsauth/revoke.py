@@ -1,8 +1,9 @@
 """Revocation: close a user's or a session's sockets on every process, at once.
 
-Every authenticated socket joins two channel-layer groups: its user's, and (when the
-access token carries ``sid``) its OpenID session's. A revocation sends one group message
-that each socket's consumer answers by closing with 4403, wherever it runs.
+Each process keeps a registry of its open authenticated sockets by revocation group (the
+user's, and the OpenID session's when the access token carries ``sid``) and listens on
+one channel-layer group, ``BROADCAST_GROUP``. A revocation is one message to that group;
+every process closes its matching sockets with 4403.
 
 Closing open sockets is half the job: a revoked credential must not open a new one. The
 revocation also leaves a marker in the shared cache (``WSAUTH["REVOCATION_CACHE"]``, the
@@ -270,14 +271,22 @@ async def read_markers(keys: dict[str, str]) -> dict[str, Any]:
         raise Revoked("revocation_store_unavailable", f"cannot check revocation: {exc}") from exc
 
 
+async def settle(
+    found: dict[str, Any], keys: dict[str, str], user_pk: Any, issued_at: float | None
+) -> None:
+    """Raise ``Revoked`` for the markers ``found`` of ``keys``, asking the database when
+    only a user marker newer than the credential was found."""
+    if judge(found, keys, issued_at):
+        await stores.run(check_active, user_pk)
+
+
 async def check(user: Any, claims: dict[str, Any] | None, issued_at: float | None) -> None:
     """Raise ``Revoked`` when a credential is revoked; ``issued_at`` is the token's
     ``iat`` (or, for a session ticket, the ticket's issue time)."""
     if not get_conf().revocation_check:
         return
     keys = marker_keys(user.pk, claims)
-    if judge(await read_markers(keys), keys, issued_at_of(claims, issued_at)):
-        await stores.run(check_active, user.pk)
+    await settle(await read_markers(keys), keys, user.pk, issued_at_of(claims, issued_at))
 
 
 # -- revoking ---------------------------------------------------------------------------------
@@ -303,7 +312,7 @@ def _forget(user: Any = None, issuer: str | None = None, subject: str | None = N
 async def adisconnect_user(user: Any, *, reason: str = "revoked") -> None:
     """Close every socket of ``user`` on every process (4403) and refuse credentials
     issued before now."""
-    await sync_to_async(_mark, thread_sensitive=False)("user", user.pk)
+    await stores.run(_mark, "user", user.pk)
     _forget(user)
     await _send([user_group(user.pk)], reason)
     logger.info("wsauth: revoked sockets of user pk=%s: %s", user.pk, reason)
@@ -328,7 +337,7 @@ async def adisconnect_subject(
     """Close every socket of the person ``(issuer, subject)`` and refuse their tokens
     issued before now. ``issuer`` defaults to ``WSAUTH["ISSUER"]``."""
     issuer = issuer or get_conf().issuer or ""
-    await sync_to_async(_mark, thread_sensitive=False)("sub", issuer, subject)
+    await stores.run(_mark, "sub", issuer, subject)
     user = await sync_to_async(_user_for_subject)(issuer, subject)
     _forget(user, issuer, subject)
     if user is not None:
@@ -345,7 +354,7 @@ async def adisconnect_session(sid: str, issuer: str | None = None, *, reason: st
     """Close the sockets whose token carried ``sid`` and refuse that session's tokens
     until the marker expires (``REVOCATION_TTL``)."""
     issuer = issuer or get_conf().issuer or ""
-    await sync_to_async(_mark, thread_sensitive=False)("sid", issuer, sid)
+    await stores.run(_mark, "sid", issuer, sid)
     forget_verified(lambda t: t.claims.get("sid") == sid and t.issuer == issuer)
     await _send([session_group(issuer, sid)], reason)
     logger.info("wsauth: revoked sockets of an OpenID session: %s", reason)
