@@ -6,24 +6,22 @@ sockets are closed through ``wsauth.revoke`` and the session's tokens refused fr
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any
 
 from . import revoke, stores
 from .conf import Conf, get_conf
-from .tokens import TokenError, check_header, finite_number, parse, verify_signature
+from .tokens import (
+    TokenError,
+    audience_matches,
+    check_header,
+    finite_number,
+    parse,
+    verify_signature,
+)
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 _LOGOUT_TYPES: frozenset[str | None] = frozenset({"logout+jwt", "jwt", None})
-
-
-def _first_use(jti: str, conf: Conf) -> bool:
-    digest = hashlib.sha256(jti.encode("utf-8", "replace")).hexdigest()
-    ttl = int(conf.logout_token_max_age + 2 * conf.leeway) + 1
-    return bool(
-        stores.cache(conf.revocation_cache).add(f"wsauth:logout-jti:{digest}", 1, timeout=ttl)
-    )
 
 
 async def validate_logout_token(token: str, conf: Conf | None = None) -> dict[str, Any]:
@@ -36,8 +34,7 @@ async def validate_logout_token(token: str, conf: Conf | None = None) -> dict[st
     if claims.get("iss") != conf.issuer:
         raise TokenError("wrong_issuer", f"issuer {claims.get('iss')!r} is not {conf.issuer!r}")
     aud = claims.get("aud")
-    auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-    if not any(a in conf.logout_audience for a in auds if isinstance(a, str)):
+    if not audience_matches(aud, conf.logout_audience):
         raise TokenError("wrong_audience", f"audience {aud!r} is not this client")
     iat = finite_number(claims.get("iat"))
     if iat is None:
@@ -59,7 +56,8 @@ async def validate_logout_token(token: str, conf: Conf | None = None) -> dict[st
     if not isinstance(jti, str) or not jti:
         raise TokenError("missing_claim", "logout token has no 'jti'")
     try:
-        first = await stores.run(_first_use, jti, conf)
+        ttl = conf.logout_token_max_age + 2 * conf.leeway
+        first = await stores.run(stores.first_use, conf.revocation_cache, "logout-jti", jti, ttl)
     except Exception as exc:
         raise TokenError("store_unavailable", f"cannot check replay: {exc}") from exc
     if not first:

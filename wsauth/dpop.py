@@ -80,15 +80,6 @@ def _nonce_ok(nonce: Any, conf: Conf) -> bool:
 # -- the proof --------------------------------------------------------------------------------
 
 
-def _remember_jti(jti: str, iss_jkt: str, conf: Conf) -> bool:
-    """True the first time ``jti`` is seen for this key, on any process (``cache.add``
-    is atomic: Redis ``SET NX``)."""
-    digest = hashlib.sha256(f"{iss_jkt}:{jti}".encode()).hexdigest()
-    key = f"wsauth:dpop-jti:{digest}"
-    ttl = int(2 * conf.dpop_proof_max_age + conf.leeway) + 1
-    return bool(stores.cache(conf.revocation_cache).add(key, 1, timeout=ttl))
-
-
 async def verify_proof(
     proof: str, *, method: str, url: str, access_token: str, jkt: str, conf: Conf
 ) -> str:
@@ -133,7 +124,10 @@ async def verify_proof(
     if not isinstance(jti, str) or not 8 <= len(jti) <= 256:
         raise ProofError("the proof has no usable 'jti'")
     try:
-        first = await stores.run(_remember_jti, jti, proof_jkt, conf)
+        ttl = 2 * conf.dpop_proof_max_age + conf.leeway
+        first = await stores.run(
+            stores.first_use, conf.revocation_cache, "dpop-jti", f"{proof_jkt}:{jti}", ttl
+        )
     except Exception as exc:
         raise ProofError(
             f"cannot check proof replay: {exc}", error="temporarily_unavailable"

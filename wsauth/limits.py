@@ -150,12 +150,12 @@ def _reset() -> None:
     _trusted = None
 
 
-#: Every counter operation in one command (EVALSHA). ARGV: the three counts, the socket
-#: place (member, now, cutoff, TTL; member '' for none), then one window per INCR key.
-#: Counters to increment (INCR, and EXPIRE NX: the window opens at the first hit), counters to read (GET), revocation
+#: Every counter operation in one command (EVALSHA): counters to increment (INCR, and
+#: EXPIRE NX: the window opens at the first hit), counters to read (GET), revocation
 #: markers (MGET) and a user's socket place (a sorted set by time, entries older than the
-#: lease dropped). Measured: eight pipelined commands cost redis-py about twice the client
-#: CPU of one script call.
+#: lease dropped). ARGV: the three counts, the place (member, now, cutoff, TTL; member ''
+#: for none), then one window per INCR key. Measured: eight pipelined commands cost
+#: redis-py about twice the client CPU of one script call.
 _SCRIPT = """
 local n_incr, n_get, n_marks = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local hits, peeks, marks = {}, {}, {}

@@ -15,8 +15,8 @@ Two measured costs removed here (see docs/performance.md):
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
-import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -48,8 +48,7 @@ def cache(alias: str) -> BaseCache:
 def _drop() -> None:
     with _lock:
         _instances.clear()
-        _async_clients.clear()
-        _last.clear()
+        _clients.clear()
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -68,12 +67,9 @@ async def run(function: Callable[..., T], *args: Any) -> T:
 
 # -- Redis on the event loop ------------------------------------------------------------------
 
-#: alias -> (loop, answer) for the last loop asked: the hot path skips the weak mapping
-#: (whose every lookup by ``setdefault`` builds a weak reference).
-_last: dict[str, tuple[asyncio.AbstractEventLoop, tuple[RedisCache, Any] | None]] = {}
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = (
-    weakref.WeakKeyDictionary()
-)
+#: alias -> (event loop, answer): a redis.asyncio client belongs to the loop it was made
+#: on; Daphne has one loop, tests make a new one per test.
+_clients: dict[str, tuple[asyncio.AbstractEventLoop, tuple[RedisCache, Any] | None]] = {}
 
 
 def async_redis(alias: str) -> tuple[RedisCache, Any] | None:
@@ -82,25 +78,30 @@ def async_redis(alias: str) -> tuple[RedisCache, Any] | None:
     hop and no GIL hand-off (measured: three hops cost more than the rest of wsauth's
     handshake). ``None`` for other backends, which go through ``run``."""
     loop = asyncio.get_running_loop()
-    last = _last.get(alias)
-    if last is not None and last[0] is loop:
-        return last[1]
+    known = _clients.get(alias)
+    if known is not None and known[0] is loop:
+        return known[1]
     instance = cache(alias)
-    if not isinstance(instance, RedisCache):
-        _last[alias] = (loop, None)
-        return None
-    clients = _async_clients.setdefault(loop, {})
-    client = clients.get(alias)
-    if client is None:
+    answer: tuple[RedisCache, Any] | None = None
+    if isinstance(instance, RedisCache):
         import redis.asyncio
 
-        client = clients[alias] = redis.asyncio.Redis.from_url(
+        client = redis.asyncio.Redis.from_url(
             instance._servers[0],  # type: ignore[attr-defined]
             max_connections=1000,
             socket_timeout=5,
         )
-    _last[alias] = (loop, (instance, client))
-    return instance, client
+        answer = (instance, client)
+    _clients[alias] = (loop, answer)
+    return answer
+
+
+def first_use(alias: str, namespace: str, value: str, ttl: float) -> bool:
+    """Blocking: True the first time ``value`` is seen in ``namespace`` within ``ttl``
+    seconds, on any process (``cache.add`` is atomic: Redis ``SET NX``). For replay
+    caches (``jti``); the store keeps only a digest of the value."""
+    digest = hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
+    return bool(cache(alias).add(f"wsauth:{namespace}:{digest}", 1, timeout=int(ttl) + 1))
 
 
 def loads(instance: RedisCache, value: Any) -> Any:

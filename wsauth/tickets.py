@@ -35,11 +35,16 @@ def is_well_formed(ticket: Any) -> bool:
     return isinstance(ticket, str) and TICKET_RE.fullmatch(ticket) is not None
 
 
-def _issue_sync(data: dict[str, Any], ttl: int) -> str:
+def _new(data: dict[str, Any], ttl: int) -> tuple[str, dict[str, Any]]:
     ticket = secrets.token_urlsafe(32)  # 32 bytes: 256 bits, 43 characters
-    record = {**data, "issued_at": time.time(), "expires_at": time.time() + ttl}
-    stores.cache(get_conf().ticket_cache).set(_key(ticket), record, timeout=ttl)
-    return ticket
+    now = time.time()
+    return ticket, {**data, "issued_at": now, "expires_at": now + ttl}
+
+
+def _valid(record: Any) -> dict[str, Any] | None:
+    if not isinstance(record, dict) or record.get("expires_at", 0) <= time.time():
+        return None
+    return record
 
 
 def _redeem_sync(ticket: str) -> dict[str, Any] | None:
@@ -48,22 +53,20 @@ def _redeem_sync(ticket: str) -> dict[str, Any] | None:
     record = cache.get(key)
     if record is None or not cache.delete(key):
         return None
-    if not isinstance(record, dict) or record.get("expires_at", 0) <= time.time():
-        return None
-    return record
+    return _valid(record)
 
 
 async def issue(data: dict[str, Any], ttl: int | None = None) -> tuple[str, int]:
     """Store ``data`` under a new ticket; return ``(ticket, lifetime in seconds)``."""
     ttl = ttl or get_conf().ticket_ttl
+    ticket, record = _new(data, ttl)
     try:
         shared = stores.async_redis(get_conf().ticket_cache)
         if shared is None:
-            ticket = await stores.run(_issue_sync, data, ttl)
+            cache = stores.cache(get_conf().ticket_cache)
+            await stores.run(cache.set, _key(ticket), record, ttl)
         else:  # on the event loop: no thread hop (see stores.async_redis)
             cache, client = shared
-            ticket = secrets.token_urlsafe(32)
-            record = {**data, "issued_at": time.time(), "expires_at": time.time() + ttl}
             key = cache.make_and_validate_key(_key(ticket))
             await client.set(key, stores.dumps(cache, record), ex=ttl)
     except Exception as exc:
@@ -84,9 +87,4 @@ async def redeem(ticket: str) -> dict[str, Any] | None:
         raw = await client.getdel(cache.make_and_validate_key(_key(ticket)))
     except Exception as exc:
         raise TicketStoreError(str(exc)) from exc
-    if raw is None:
-        return None
-    record = stores.loads(cache, raw)
-    if not isinstance(record, dict) or record.get("expires_at", 0) <= time.time():
-        return None
-    return record
+    return None if raw is None else _valid(stores.loads(cache, raw))

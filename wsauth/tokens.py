@@ -97,15 +97,16 @@ def _number(claims: dict[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TokenError("invalid_claims", f"'{name}' is not a number")
-    try:
-        number = float(value)
-    except OverflowError as exc:
-        raise TokenError("invalid_claims", f"'{name}' is out of range") from exc
-    if not math.isfinite(number):
+    number = finite_number(value)
+    if number is None:
         raise TokenError("invalid_claims", f"'{name}' is not a finite number")
     return number
+
+
+def audience_matches(aud: Any, accepted: tuple[str, ...]) -> bool:
+    """An ``aud`` claim (a string or a list of strings) names one of ``accepted``."""
+    auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    return any(a in accepted for a in auds if isinstance(a, str))
 
 
 def check_claims(claims: dict[str, Any], conf: Conf, now: float | None = None) -> None:
@@ -130,8 +131,7 @@ def check_claims(claims: dict[str, Any], conf: Conf, now: float | None = None) -
         raise TokenError("not_yet_valid", "token was issued in the future (iat)")
     if conf.verify_audience:
         aud = claims.get("aud")
-        auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-        if not any(a in conf.audience for a in auds if isinstance(a, str)):
+        if not audience_matches(aud, conf.audience):
             raise TokenError("wrong_audience", f"audience {aud!r} is not accepted")
 
 

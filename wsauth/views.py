@@ -26,6 +26,10 @@ def _error(status: int, error: str, detail: str, **headers: str) -> JsonResponse
     return response
 
 
+def _post_only() -> JsonResponse:
+    return _error(405, "method_not_allowed", "use POST", Allow="POST")
+
+
 def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
     # Session authentication is ambient: enforce CSRF as Django's middleware would (DRF
     # does the same). Bearer tokens are not ambient and need no CSRF token.
@@ -58,9 +62,7 @@ async def _check_dpop(request: HttpRequest, token: str, verified: VerifiedToken,
 @never_cache
 async def ticket(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
-        response = _error(405, "method_not_allowed", "use POST")
-        response["Allow"] = "POST"
-        return response
+        return _post_only()
     conf = get_conf()
     authorization = request.headers.get("Authorization")
     claims: dict[str, Any] | None = None
@@ -147,9 +149,7 @@ async def ticket(request: HttpRequest) -> HttpResponse:
 async def backchannel_logout(request: HttpRequest) -> HttpResponse:
     """OpenID Connect Back-Channel Logout: ``logout_token`` in a form POST."""
     if request.method != "POST":
-        response = _error(405, "method_not_allowed", "use POST")
-        response["Allow"] = "POST"
-        return response
+        return _post_only()
     token = request.POST.get("logout_token")
     if not token:
         return _error(400, "invalid_request", "the form field 'logout_token' is required")
