@@ -176,13 +176,14 @@ class WSAuthMiddleware:
             "subprotocol": chosen,
             **identity.extra,
         }
-        logger.debug(
-            "wsauth: authenticated %s by %s path=%s client=%s",
-            identity.user.get_username(),
-            identity.method,
-            scope.get("path"),
-            address,
-        )
+        if logger.isEnabledFor(logging.DEBUG):  # the arguments cost a call per handshake
+            logger.debug(
+                "wsauth: authenticated %s by %s path=%s client=%s",
+                identity.user.get_username(),
+                identity.method,
+                scope.get("path"),
+                address,
+            )
         send_selecting = _SelectingSend(send, tuple(handshake.app_protocols), chosen)
         # This frame lives as long as the socket: keep only what the socket needs.
         del handshake, identity
