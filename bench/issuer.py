@@ -1,5 +1,10 @@
 """A local OpenID issuer: discovery and JWKS over real HTTP on 127.0.0.1, with a fetch
-counter, and tokens minted with its keys (RSA, EC P-256, Ed25519)."""
+counter, and tokens minted with its keys (RSA, EC P-256, Ed25519).
+
+Not ``tests/issuer.py``: this one publishes every key with its ``alg`` at once, encodes
+the JWKS document once (no per-fetch work in the measuring process) and pads tokens to a
+size. ``new_key`` and ``public_jwk`` match the tests' but are not imported from there,
+for the reason given in servers.py."""
 
 from __future__ import annotations
 

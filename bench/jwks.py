@@ -19,6 +19,18 @@ SECTION = "jwks"
 COOLDOWN = 5.0  # the smallest JWKS_UNKNOWN_KID_COOLDOWN wsauth accepts
 
 
+async def _burst(ctx: Context, app: str, cred: Cred, n: int) -> tuple[float, int, int]:
+    """``n`` handshake cycles at once on a new Daphne process serving ``app``: (elapsed
+    seconds, failures, JWKS fetches during the burst)."""
+    server = Daphne(ctx.project, app).start()
+    try:
+        before = ctx.issuer.jwks_fetches
+        elapsed, failed = await run_pool([partial(cycle, server.port, cred)] * n, n)
+        return elapsed, failed, ctx.issuer.jwks_fetches - before
+    finally:
+        server.stop()
+
+
 async def run(ctx: Context) -> None:
     from wsauth.tokens import TokenError, validate_access_token
 
@@ -82,24 +94,12 @@ async def run(ctx: Context) -> None:
         met=fetches <= windows and refused == sent,
     )
 
-    # 3. the same burst as real handshakes on a Daphne process that has never fetched keys
-    server = Daphne(ctx.project, "wsauth").start()
-    try:
-        before = issuer.jwks_fetches
-        n = 300 if quick else burst
-        token = issuer.token("RS256", lifetime=3600)
-        creds = [token_cred(token)] * n
-        elapsed, failed = await run_pool([partial(cycle, server.port, c) for c in creds], n)
-        fetches = issuer.jwks_fetches - before
-    finally:
-        server.stop()
-    # the same burst on bare Daphne, for the completion count
-    bare = Daphne(ctx.project, "bare").start()
-    try:
-        jobs = [partial(cycle, bare.port, Cred()) for _ in range(n)]
-        bare_elapsed, bare_failed = await run_pool(jobs, n)
-    finally:
-        bare.stop()
+    # 3. the same burst as real handshakes on a Daphne process that has never fetched keys,
+    # then on bare Daphne, for the completion count
+    n = 300 if quick else burst
+    token = issuer.token("RS256", lifetime=3600)
+    elapsed, failed, fetches = await _burst(ctx, "wsauth", token_cred(token), n)
+    bare_elapsed, bare_failed, _ = await _burst(ctx, "bare", Cred(), n)
     raw["cold_burst_handshakes"] = {
         "handshakes": n,
         "failed": failed,

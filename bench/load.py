@@ -44,9 +44,10 @@ async def cycle(port: int, cred: Cred) -> None:
 
 
 async def run_pool(
-    jobs: Sequence[Callable[[], Awaitable[None]]], concurrency: int
+    jobs: Sequence[Callable[[], Awaitable[None]]], concurrency: int, *, strict: bool = False
 ) -> tuple[float, int]:
-    """Run the jobs ``concurrency`` at a time; return (elapsed seconds, failures)."""
+    """Run the jobs ``concurrency`` at a time; return (elapsed seconds, failures). With
+    ``strict``, a failing job's exception propagates instead of being counted."""
     it = iter(jobs)
     failures = 0
 
@@ -56,6 +57,8 @@ async def run_pool(
             try:
                 await job()
             except Exception:
+                if strict:
+                    raise
                 failures += 1
 
     start = time.perf_counter()

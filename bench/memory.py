@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from functools import partial
 from typing import Any
 
 from .context import Context
-from .load import Cred, cycle, open_ws, token_cred
+from .load import Cred, cycle, open_ws, run_pool, token_cred
 from .servers import create_users
 from .wsclient import WS
 
@@ -17,22 +18,15 @@ USERS = 1000
 CONCURRENCY = 50
 
 
+async def _hold_one(port: int, cred: Cred, into: list[WS]) -> None:
+    ws = await open_ws(port, cred)
+    await ws.recv()
+    into.append(ws)
+
+
 async def _hold(port: int, creds: list[Cred], into: list[WS]) -> int:
     """Open one socket per credential, 50 at a time, and keep them; return failures."""
-    it = iter(creds)
-    failures = 0
-
-    async def worker() -> None:
-        nonlocal failures
-        for cred in it:
-            try:
-                ws = await open_ws(port, cred)
-                await ws.recv()
-                into.append(ws)
-            except Exception:
-                failures += 1
-
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    _, failures = await run_pool([partial(_hold_one, port, c, into) for c in creds], CONCURRENCY)
     return failures
 
 
@@ -87,24 +81,17 @@ async def run(ctx: Context) -> None:
     for level in levels:
         bare = raw["bare"]["levels"][level]
         auth = raw["wsauth"]["levels"][level]
-        res.add(SECTION, f"RSS/socket at {level}: bare", bare["per_socket"] / 1024, "KiB")
-        res.add(
-            SECTION,
-            f"RSS/socket at {level}: wsauth",
-            auth["per_socket"] / 1024,
-            "KiB",
-            ratio=auth["per_socket"] / bare["per_socket"],
-            vs="bare",
-        )
         same = raw["bare-same-request"]["levels"][level]
-        res.add(
-            SECTION,
-            f"RSS/socket at {level}: bare, same request bytes",
-            same["per_socket"] / 1024,
-            "KiB",
-            ratio=same["per_socket"] / bare["per_socket"],
-            vs="bare",
-        )
+        res.add(SECTION, f"RSS/socket at {level}: bare", bare["per_socket"] / 1024, "KiB")
+        for label, row in (("wsauth", auth), ("bare, same request bytes", same)):
+            res.add(
+                SECTION,
+                f"RSS/socket at {level}: {label}",
+                row["per_socket"] / 1024,
+                "KiB",
+                ratio=row["per_socket"] / bare["per_socket"],
+                vs="bare",
+            )
         res.add(
             SECTION,
             f"extra RSS/authenticated socket at {level}, same request bytes",

@@ -1,5 +1,9 @@
 """The processes under test: a migrated demo-project environment and Daphne servers of
-any ASGI application in it, optionally under callgrind; CPU and RSS read from /proc."""
+any ASGI application in it, optionally under callgrind; CPU and RSS read from /proc.
+
+``free_port``, the environment and ``manage`` resemble ``tests/daphne.py`` but are not
+imported from it: an import from ``tests`` puts the test helpers (not type-checked) under
+the project's mypy run, which covers ``bench``."""
 
 from __future__ import annotations
 
@@ -127,19 +131,11 @@ class Project:
 class Daphne:
     """One Daphne process serving ``app`` (a key of APPS) with the project's environment."""
 
-    def __init__(
-        self,
-        project: Project,
-        app: str,
-        *,
-        callgrind_out: Path | None = None,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.project = project
+    def __init__(self, project: Project, app: str, *, callgrind_out: Path | None = None) -> None:
         self.app = app
         self.port = free_port()
         self.callgrind_out = callgrind_out
-        self.env = {**project.env, **(env or {})}
+        self.env = project.env
         self.log_path = project.dir / f"daphne-{app}-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

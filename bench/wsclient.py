@@ -18,9 +18,7 @@ ORIGIN = "http://bench.test"
 
 
 class HandshakeFailed(Exception):
-    def __init__(self, status: str) -> None:
-        super().__init__(status)
-        self.status = status
+    """No 101 answer: the status line, or what happened instead."""
 
 
 def _mask(payload: bytes) -> bytes:
@@ -50,7 +48,6 @@ class WS:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.subprotocol: str | None = None
 
     @classmethod
     async def connect(
@@ -91,12 +88,7 @@ class WS:
         if " 101 " not in status + " ":
             writer.close()
             raise HandshakeFailed(status)
-        ws = cls(reader, writer)
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"sec-websocket-protocol":
-                ws.subprotocol = value.strip().decode()
-        return ws
+        return cls(reader, writer)
 
     async def recv(self) -> str | None:
         """The next text message, or ``None`` when the server closed."""
