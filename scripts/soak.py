@@ -38,8 +38,8 @@ import redis  # noqa: E402
 from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 from websockets.exceptions import InvalidStatus  # noqa: E402
 
-from tests.daphne import DaphneServer, manage, project_env  # noqa: E402
-from tests.issuer import AUDIENCE, Issuer  # noqa: E402
+from tests.daphne import DaphneServer, migrated_project_env  # noqa: E402
+from tests.issuer import Issuer  # noqa: E402
 
 PREFIX = "authorization_bearer_"
 USERS = 60
@@ -314,18 +314,14 @@ def main() -> int:
 
     client = redis.Redis.from_url(args.redis_url)
     client.ping()
-    client.flushdb()
     tmp = Path(tempfile.mkdtemp(prefix="wsauth-soak-"))
     issuer = Issuer().start()
-    env = project_env(
-        OIDC_ISSUER=issuer.issuer,
-        OIDC_AUDIENCE=AUDIENCE,
-        DJANGO_DB_PATH=str(tmp / "db.sqlite3"),
-        DJANGO_VAR_DIR=str(tmp),
-        REDIS_URL=args.redis_url,
+    env = migrated_project_env(  # flushes the Redis database
+        tmp,
+        issuer,
+        args.redis_url,
         **({"WSAUTH_OVERRIDES": args.wsauth_overrides} if args.wsauth_overrides else {}),
     )
-    manage(env, "migrate", "-v0")
     servers = [DaphneServer(env, tmp / "daphne-a.log"), DaphneServer(env, tmp / "daphne-b.log")]
     try:
         for server in servers:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,8 @@ import redis
 
 from wsauth import conf as wsauth_conf
 
-from .daphne import DaphneServer, manage, project_env
+from .daphne import REDIS_URL, DaphneServer, manage, project_env_for
 from .issuer import AUDIENCE, Issuer
-
-#: Redis database for tests; each test gets its own key prefix through KEY_PREFIX below.
-REDIS_DB = int(os.environ.get("WSAUTH_TEST_REDIS_DB", "11"))
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
 
 @pytest.fixture
@@ -52,21 +47,14 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def project(tmp_path: Path, issuer: Issuer) -> Callable[..., dict[str, str]]:
-    """Build a migrated demo-project environment: ``env = project(redis=True, **extra)``."""
+    """Build a migrated demo-project environment: ``env = project(redis_url, **extra)``."""
     made: dict[str, dict[str, str]] = {}
 
     def make(redis_url: str | None = None, **extra: str) -> dict[str, str]:
         key = f"{redis_url}|{sorted(extra.items())}"
         if key in made:
             return made[key]
-        env = project_env(
-            OIDC_ISSUER=issuer.issuer,
-            OIDC_AUDIENCE=AUDIENCE,
-            DJANGO_DB_PATH=str(tmp_path / "db.sqlite3"),
-            DJANGO_VAR_DIR=str(tmp_path),
-            **({"REDIS_URL": redis_url} if redis_url else {}),
-            **extra,
-        )
+        env = project_env_for(tmp_path, issuer, redis_url, **extra)
         if not (tmp_path / "db.sqlite3").exists():
             manage(env, "migrate", "-v0")
         made[key] = env

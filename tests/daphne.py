@@ -1,7 +1,8 @@
 """Real Daphne processes serving the demo project, for handshake tests.
 
 Each server gets the environment a deployment would: OIDC_ISSUER pointing at a test
-issuer, a shared SQLite file, and optionally REDIS_URL on a test-only Redis database.
+issuer, a shared SQLite file, and optionally REDIS_URL on a test-only Redis database
+(``migrated_project_env`` builds it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis
+
+from .issuer import AUDIENCE, Issuer
+
 ROOT = Path(__file__).resolve().parent.parent
+
+#: Redis database for tests, flushed by the tests that use it.
+REDIS_DB = int(os.environ.get("WSAUTH_TEST_REDIS_DB", "11"))
+REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
 
 def free_port() -> int:
@@ -43,6 +52,47 @@ def manage(env: dict[str, str], *args: str, check: bool = True) -> subprocess.Co
         check=check,
         timeout=120,
     )
+
+
+def flush_redis(url: str = REDIS_URL) -> None:
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def project_env_for(
+    tmp: Path, issuer: Issuer | None, redis_url: str | None = None, **extra: str
+) -> dict[str, str]:
+    """The demo project's environment with its database and files in ``tmp``, trusting
+    ``issuer`` (None: the demo's embedded provider), on ``redis_url`` if given, plus
+    ``extra`` variables."""
+    return project_env(
+        **({"OIDC_ISSUER": issuer.issuer, "OIDC_AUDIENCE": AUDIENCE} if issuer else {}),
+        DJANGO_DB_PATH=str(tmp / "db.sqlite3"),
+        DJANGO_VAR_DIR=str(tmp),
+        **({"REDIS_URL": redis_url} if redis_url else {}),
+        **extra,
+    )
+
+
+def migrated_project_env(
+    tmp: Path, issuer: Issuer | None, redis_url: str | None = None, **extra: str
+) -> dict[str, str]:
+    """``project_env_for``, with the Redis database (if any) flushed first and the
+    database migrated."""
+    if redis_url:
+        flush_redis(redis_url)
+    env = project_env_for(tmp, issuer, redis_url, **extra)
+    manage(env, "migrate", "-v0")
+    return env
+
+
+def with_overrides(env: dict[str, str], **overrides: Any) -> dict[str, str]:
+    """``env`` with more WSAUTH settings in WSAUTH_OVERRIDES (merged over its own)."""
+    merged = {**json.loads(env.get("WSAUTH_OVERRIDES") or "{}"), **overrides}
+    return {**env, "WSAUTH_OVERRIDES": json.dumps(merged)}
 
 
 #: Every test's handshakes come from 127.0.0.1: per-address limits are off unless a test

@@ -14,10 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.conftest import REDIS_URL
-from tests.daphne import ROOT, DaphneServer, free_port, manage, project_env
+from tests.daphne import (
+    REDIS_URL,
+    ROOT,
+    DaphneServer,
+    flush_redis,
+    free_port,
+    manage,
+    migrated_project_env,
+    project_env,
+)
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -46,17 +53,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     from playwright.sync_api import sync_playwright
 
     tmp: Path = tmp_path_factory.mktemp("demo")
-    redis.Redis.from_url(REDIS_URL).flushdb()
     port_a, port_b = free_port(), free_port()
-    env = project_env(
-        DJANGO_VAR_DIR=str(tmp),
+    env = migrated_project_env(
+        tmp,
+        None,  # the demo's embedded provider
+        REDIS_URL,
         DEMO_BASE_URL=f"http://127.0.0.1:{port_a}",
-        REDIS_URL=REDIS_URL,
         # Short-lived tokens, so a test can watch the chat outlive one.
         DEMO_TOKEN_LIFETIME=str(TOKEN_LIFETIME),
         WSAUTH_OVERRIDES='{"EXPIRING_LEAD": 8}',
     )
-    manage(env, "migrate", "-v0")
     manage(env, "demo_seed", "--base-url", f"http://127.0.0.1:{port_b}")
     a = DaphneServer(env, tmp / "a.log")
     a.port = port_a
@@ -70,7 +76,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
         browser.close()
     a.stop()
     b.stop()
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    flush_redis()
 
 
 def login(demo: Demo, server: DaphneServer, username: str, room: str = "lobby"):

@@ -21,8 +21,8 @@ import redis
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.daphne import DaphneServer, free_port, manage, project_env
-from tests.issuer import AUDIENCE, Issuer
+from tests.daphne import DaphneServer, free_port, migrated_project_env
+from tests.issuer import Issuer
 
 PREFIX = "authorization_bearer_"
 
@@ -96,14 +96,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 def test_redis_down_then_back(tmp_path: Path, own_redis: RedisServer) -> None:
     issuer = Issuer().start()
-    env = project_env(
-        OIDC_ISSUER=issuer.issuer,
-        OIDC_AUDIENCE=AUDIENCE,
-        DJANGO_DB_PATH=str(tmp_path / "db.sqlite3"),
-        DJANGO_VAR_DIR=str(tmp_path),
-        REDIS_URL=own_redis.url,
-    )
-    manage(env, "migrate", "-v0")
+    env = migrated_project_env(tmp_path, issuer, own_redis.url)
     server = DaphneServer(env, tmp_path / "daphne.log").start()
     try:
         token = issuer.token()
@@ -123,11 +116,9 @@ def test_redis_down_then_back(tmp_path: Path, own_redis: RedisServer) -> None:
             assert handshake(echo, ["chat", PREFIX + token]) == 403
             # The open chat cannot reach its room: the server closes it, the client
             # reconnects (wsauth.js does so on any drop) once Redis is back.
-            try:
+            with pytest.raises(ConnectionClosed):
                 chat.send(json.dumps({"message": "into the void"}))
                 chat.recv(timeout=15)
-            except ConnectionClosed:
-                pass
 
         own_redis.start()  # same port, empty: the service recovers by itself
         deadline = time.monotonic() + 15
@@ -155,14 +146,8 @@ def test_redis_down_then_back(tmp_path: Path, own_redis: RedisServer) -> None:
 
 def test_database_gone_under_the_user_lookup(tmp_path: Path) -> None:
     issuer = Issuer().start()
+    env = migrated_project_env(tmp_path, issuer)
     db = tmp_path / "db.sqlite3"
-    env = project_env(
-        OIDC_ISSUER=issuer.issuer,
-        OIDC_AUDIENCE=AUDIENCE,
-        DJANGO_DB_PATH=str(db),
-        DJANGO_VAR_DIR=str(tmp_path),
-    )
-    manage(env, "migrate", "-v0")
     server = DaphneServer(env, tmp_path / "daphne.log").start()
     echo = server.ws + "/ws/echo/"
     try:
@@ -185,14 +170,9 @@ def test_database_gone_under_the_user_lookup(tmp_path: Path) -> None:
 def test_issuer_unreachable_at_start_refuses_then_recovers(tmp_path: Path) -> None:
     issuer = Issuer().start()
     issuer.down = True
-    env = project_env(
-        OIDC_ISSUER=issuer.issuer,
-        OIDC_AUDIENCE=AUDIENCE,
-        DJANGO_DB_PATH=str(tmp_path / "db.sqlite3"),
-        DJANGO_VAR_DIR=str(tmp_path),
-        WSAUTH_OVERRIDES=json.dumps({"JWKS_UNKNOWN_KID_COOLDOWN": 5}),
+    env = migrated_project_env(
+        tmp_path, issuer, WSAUTH_OVERRIDES=json.dumps({"JWKS_UNKNOWN_KID_COOLDOWN": 5})
     )
-    manage(env, "migrate", "-v0")
     server = DaphneServer(env, tmp_path / "daphne.log").start()
     echo = server.ws + "/ws/echo/"
     try:

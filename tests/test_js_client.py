@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daphne import DaphneServer, free_port, manage, project_env
-from tests.issuer import AUDIENCE, Issuer
+from tests.daphne import DaphneServer, free_port, manage, migrated_project_env, with_overrides
+from tests.issuer import Issuer
 from tests.test_browser import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.browser
@@ -33,23 +33,14 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
 
     tmp: Path = tmp_path_factory.mktemp("js")
     issuer = Issuer().start()
-
-    def env(**overrides: object) -> dict[str, str]:
-        return project_env(
-            OIDC_ISSUER=issuer.issuer,
-            OIDC_AUDIENCE=AUDIENCE,
-            DJANGO_DB_PATH=str(tmp / "db.sqlite3"),
-            DJANGO_VAR_DIR=str(tmp),
-            WSAUTH_OVERRIDES=json.dumps({"EXPIRING_LEAD": 2, "AUTH_TIMEOUT": 1.5, **overrides}),
-        )
-
-    manage(env(), "migrate", "-v0")
-    server = DaphneServer(env(), tmp / "main.log").start()
-    strict = DaphneServer(env(REFRESH_BURST=0), tmp / "strict.log").start()
-    manage(env(), "wsauth_origins", "add", server.http, strict.http)
+    overrides = {"EXPIRING_LEAD": 2, "AUTH_TIMEOUT": 1.5}
+    env = migrated_project_env(tmp, issuer, WSAUTH_OVERRIDES=json.dumps(overrides))
+    server = DaphneServer(env, tmp / "main.log").start()
+    strict = DaphneServer(with_overrides(env, REFRESH_BURST=0), tmp / "strict.log").start()
+    manage(env, "wsauth_origins", "add", server.http, strict.http)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield Harness(issuer, env(), server, strict, browser, tmp)
+        yield Harness(issuer, env, server, strict, browser, tmp)
         browser.close()
     server.stop()
     strict.stop()
@@ -112,6 +103,13 @@ def opened(n: int):
     return lambda seen: states(seen).count("open") >= n
 
 
+def short_then_long(harness: Harness, sub: str, first_exp: int) -> Callable[[int], str]:
+    """Tokens for ``sub``: the first expires at ``first_exp``, later ones 5 minutes on."""
+    return lambda n: harness.issuer.token(
+        sub=sub, exp=first_exp if n == 1 else int(time.time()) + 300
+    )
+
+
 def test_subprotocol_method(harness):
     page = run(harness, lambda n: harness.issuer.token(name="Sub"))
     seen = wait_for(page, lambda s: ["msg", "Hello Sub"] in s)
@@ -127,12 +125,7 @@ def test_ticket_method(harness):
 
 def test_refresh_before_expiry_keeps_the_socket(harness):
     first_exp = int(time.time()) + 4
-    page = run(
-        harness,
-        lambda n: harness.issuer.token(
-            sub="js-ref", exp=first_exp if n == 1 else int(time.time()) + 300
-        ),
-    )
+    page = run(harness, short_then_long(harness, "js-ref", first_exp))
     seen = wait_for(page, lambda s: ["control", "wsauth.refreshed"] in s)
     assert ["control", "wsauth.expiring"] in seen
     while time.time() < first_exp + 1.5:
@@ -173,13 +166,7 @@ def test_reconnects_on_4408(harness):
 
 def test_reconnects_on_4429(harness):
     exp = int(time.time()) + 4
-    page = run(
-        harness,
-        lambda n: harness.issuer.token(
-            sub="js-4429", exp=exp if n == 1 else int(time.time()) + 300
-        ),
-        server=harness.strict,
-    )
+    page = run(harness, short_then_long(harness, "js-4429", exp), server=harness.strict)
     seen = wait_for(page, opened(2), timeout=15)
     assert ["state", "closed", "4429"] in seen
     page.close()

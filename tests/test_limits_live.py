@@ -4,7 +4,6 @@ failures per address (4429, logged once), sockets per user across processes, fra
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import REDIS_URL
-from tests.daphne import DaphneServer, manage, project_env
-from tests.issuer import AUDIENCE, Issuer
+from tests.daphne import REDIS_URL, DaphneServer, flush_redis, migrated_project_env, with_overrides
+from tests.issuer import Issuer
 
 PREFIX = "authorization_bearer_"
 
@@ -32,21 +29,12 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp: Path = tmp_path_factory.mktemp("limits")
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
     issuer = Issuer().start()
-    env = project_env(
-        OIDC_ISSUER=issuer.issuer,
-        OIDC_AUDIENCE=AUDIENCE,
-        DJANGO_DB_PATH=str(tmp / "db.sqlite3"),
-        DJANGO_VAR_DIR=str(tmp),
-        REDIS_URL=REDIS_URL,
-    )
-    manage(env, "migrate", "-v0")
+    env = migrated_project_env(tmp, issuer, REDIS_URL)
     servers: list[DaphneServer] = []
 
     def make(**overrides: Any) -> DaphneServer:
-        server_env = {**env, "WSAUTH_OVERRIDES": json.dumps(overrides)}
+        server_env = with_overrides(env, **overrides)
         server = DaphneServer(server_env, tmp / f"{uuid.uuid4().hex[:6]}.log").start()
         servers.append(server)
         return server
@@ -55,14 +43,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     for server in servers:
         server.stop()
     issuer.stop()
-    client.flushdb()
-    client.close()
+    flush_redis()
 
 
 @pytest.fixture(autouse=True)
 def fresh_counters(stack: Stack) -> None:
     """Every test's handshakes come from 127.0.0.1: start each with no counts."""
-    redis.Redis.from_url(REDIS_URL).flushdb()
+    flush_redis()
 
 
 def hello(ws: ClientConnection) -> ClientConnection:

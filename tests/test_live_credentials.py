@@ -12,8 +12,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.daphne import DaphneServer, manage, project_env
-from tests.issuer import AUDIENCE, Issuer
+from tests.daphne import DaphneServer, manage, migrated_project_env, with_overrides
+from tests.issuer import Issuer
 
 PREFIX = "authorization_bearer_"
 OVERRIDES = {"EXPIRING_LEAD": 2, "AUTH_TIMEOUT": 1.5, "REFRESH_BURST": 3, "REFRESH_INTERVAL": 60}
@@ -28,20 +28,10 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     tmp: Path = tmp_path_factory.mktemp("lifecycle")
     issuer = Issuer().start()
-
-    def env(**overrides: object) -> dict[str, str]:
-        return project_env(
-            OIDC_ISSUER=issuer.issuer,
-            OIDC_AUDIENCE=AUDIENCE,
-            DJANGO_DB_PATH=str(tmp / "db.sqlite3"),
-            DJANGO_VAR_DIR=str(tmp),
-            WSAUTH_OVERRIDES=json.dumps({**OVERRIDES, **overrides}),
-        )
-
-    manage(env(), "migrate", "-v0")
-    manage(env(), "wsauth_origins", "add", "http://allowed.test")
-    server = DaphneServer(env(), tmp / "server.log").start()
-    query = DaphneServer(env(ALLOW_QUERY_TOKEN=True), tmp / "query.log").start()
+    env = migrated_project_env(tmp, issuer, WSAUTH_OVERRIDES=json.dumps(OVERRIDES))
+    manage(env, "wsauth_origins", "add", "http://allowed.test")
+    server = DaphneServer(env, tmp / "server.log").start()
+    query = DaphneServer(with_overrides(env, ALLOW_QUERY_TOKEN=True), tmp / "query.log").start()
     yield Live(issuer, server, query)
     server.stop()
     query.stop()

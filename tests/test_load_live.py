@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.conftest import REDIS_URL
-from tests.daphne import DaphneServer, manage, project_env
-from tests.issuer import AUDIENCE, Issuer
+from tests.daphne import REDIS_URL, DaphneServer, flush_redis, migrated_project_env
+from tests.issuer import Issuer
 
 PREFIX = "authorization_bearer_"
 ECHO_SOCKETS = 200
@@ -61,25 +59,15 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     raise_fd_limit()  # before Daphne starts: the children inherit the limit
     tmp: Path = tmp_path_factory.mktemp("load")
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
     issuer = Issuer().start()
-    env = project_env(
-        OIDC_ISSUER=issuer.issuer,
-        OIDC_AUDIENCE=AUDIENCE,
-        DJANGO_DB_PATH=str(tmp / "db.sqlite3"),
-        DJANGO_VAR_DIR=str(tmp),
-        REDIS_URL=REDIS_URL,
-    )
-    manage(env, "migrate", "-v0")
+    env = migrated_project_env(tmp, issuer, REDIS_URL)
     a = DaphneServer(env, tmp / "a.log").start()
     b = DaphneServer(env, tmp / "b.log").start()
     yield Stack(issuer, a, b)
     a.stop()
     b.stop()
     issuer.stop()
-    client.flushdb()
-    client.close()
+    flush_redis()
 
 
 @pytest.fixture

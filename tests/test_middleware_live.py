@@ -14,13 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.conftest import REDIS_URL
-from tests.daphne import DaphneServer, manage, project_env
-from tests.issuer import AUDIENCE, Issuer, new_key
+from tests.daphne import REDIS_URL, DaphneServer, flush_redis, manage, migrated_project_env
+from tests.issuer import Issuer, new_key
 
 ALLOWED = "http://allowed.test"
 PREFIX = "authorization_bearer_"
@@ -34,17 +32,8 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp: Path = tmp_path_factory.mktemp("live")
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
     issuer = Issuer().start()
-    env = project_env(
-        OIDC_ISSUER=issuer.issuer,
-        OIDC_AUDIENCE=AUDIENCE,
-        DJANGO_DB_PATH=str(tmp / "db.sqlite3"),
-        DJANGO_VAR_DIR=str(tmp),
-        REDIS_URL=REDIS_URL,
-    )
-    manage(env, "migrate", "-v0")
+    env = migrated_project_env(tmp, issuer, REDIS_URL)
     manage(env, "wsauth_origins", "add", ALLOWED)
     a = DaphneServer(env, tmp / "a.log").start()
     b = DaphneServer(env, tmp / "b.log").start()
@@ -52,8 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     a.stop()
     b.stop()
     issuer.stop()
-    client.flushdb()
-    client.close()
+    flush_redis()
 
 
 def refused(url: str, **kwargs) -> int:
@@ -134,6 +122,7 @@ def test_refusal_is_logged_once_with_the_token_masked(stack):
         assert time.monotonic() < deadline, stack.b.log()
         time.sleep(0.05)
     log = stack.b.log()
+    assert log.count("reason=wrong_audience") == 1
     assert token not in log
     assert token.split(".")[1] not in log  # not even the claims part
     line = next(x for x in log.splitlines() if "reason=wrong_audience" in x)

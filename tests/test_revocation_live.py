@@ -17,14 +17,19 @@ from typing import Any
 
 import jwt
 import pytest
-import redis
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import REDIS_URL
-from tests.daphne import DaphneServer, manage, project_env
+from tests.daphne import (
+    REDIS_URL,
+    DaphneServer,
+    flush_redis,
+    manage,
+    migrated_project_env,
+    with_overrides,
+)
 from tests.issuer import AUDIENCE, Issuer
 
 PREFIX = "authorization_bearer_"
@@ -42,19 +47,9 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp: Path = tmp_path_factory.mktemp("revoke")
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
     issuer = Issuer().start()
-    env = project_env(
-        OIDC_ISSUER=issuer.issuer,
-        OIDC_AUDIENCE=AUDIENCE,
-        OIDC_CLIENT_ID=CLIENT_ID,
-        DJANGO_DB_PATH=str(tmp / "db.sqlite3"),
-        DJANGO_VAR_DIR=str(tmp),
-        REDIS_URL=REDIS_URL,
-    )
-    manage(env, "migrate", "-v0")
-    lenient = {**env, "WSAUTH_OVERRIDES": json.dumps({"ACCEPT_DPOP_BOUND_AS_BEARER": True})}
+    env = migrated_project_env(tmp, issuer, REDIS_URL, OIDC_CLIENT_ID=CLIENT_ID)
+    lenient = with_overrides(env, ACCEPT_DPOP_BOUND_AS_BEARER=True)
     servers = [
         DaphneServer(env, tmp / "a.log").start(),
         DaphneServer(env, tmp / "b.log").start(),
@@ -64,8 +59,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     for server in servers:
         server.stop()
     issuer.stop()
-    client.flushdb()
-    client.close()
+    flush_redis()
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -272,11 +266,13 @@ class DPoPClient:
         return jwt.encode(claims, self.key, "ES256", headers={"typ": "dpop+jwt", "jwk": self.jwk})
 
 
-def dpop_ticket(server: DaphneServer, token: str, proof: str) -> tuple[int, dict, dict]:
-    status, headers, body = post(
-        server.http + "/wsauth/ticket/",
-        headers={"Authorization": f"DPoP {token}", "DPoP": proof},
-    )
+def dpop_ticket(
+    server: DaphneServer, token: str, proof: str, host: str | None = None
+) -> tuple[int, dict, dict]:
+    sent = {"Authorization": f"DPoP {token}", "DPoP": proof}
+    if host:  # the public name every process is reached by, as behind a load balancer
+        sent["Host"] = host
+    status, headers, body = post(server.http + "/wsauth/ticket/", headers=sent)
     return status, headers, json.loads(body or b"{}")
 
 
@@ -323,8 +319,11 @@ def test_replayed_dpop_proof_is_refused_on_any_process(stack: Stack) -> None:
     token = stack.issuer.token(cnf={"jkt": client.jkt}, **person())
     proof = client.proof(stack.a.http + "/wsauth/ticket/", token)
     assert dpop_ticket(stack.a, token, proof)[0] == 200
-    # The same proof, replayed against the same URL (htu names process A).
+    # The same proof, replayed against the same URL (htu names process A)...
     status, _, body = dpop_ticket(stack.a, token, proof)
+    assert status == 401 and "used before" in body["detail"]
+    # ... and on process B, reached by the same name (so htu matches there too).
+    status, _, body = dpop_ticket(stack.b, token, proof, host=f"127.0.0.1:{stack.a.port}")
     assert status == 401 and "used before" in body["detail"]
 
 

@@ -19,8 +19,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.daphne import DaphneServer, manage, project_env
-from tests.issuer import AUDIENCE, Issuer
+from tests.daphne import DaphneServer, migrated_project_env, with_overrides
+from tests.issuer import Issuer
 
 PREFIX = "authorization_bearer_"
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
@@ -49,17 +49,14 @@ def _post(url: str, headers: dict[str, str], data: bytes = b"") -> str:
 
 def test_every_credential_path_logs_masked(tmp_path: Path) -> None:
     issuer = Issuer().start()
-    env = project_env(
-        OIDC_ISSUER=issuer.issuer,
-        OIDC_AUDIENCE=AUDIENCE,
-        DJANGO_DB_PATH=str(tmp_path / "db.sqlite3"),
-        DJANGO_VAR_DIR=str(tmp_path),
+    env = migrated_project_env(
+        tmp_path,
+        issuer,
         WSAUTH_LOG_LEVEL="DEBUG",
         WSAUTH_OVERRIDES=json.dumps({"ALLOW_QUERY_TOKEN": True}),
     )
-    manage(env, "migrate", "-v0")
     server = DaphneServer(env, tmp_path / "daphne.log").start()
-    strict_env = {**env, "WSAUTH_OVERRIDES": json.dumps({"ALLOW_QUERY_TOKEN": False})}
+    strict_env = with_overrides(env, ALLOW_QUERY_TOKEN=False)
     strict = DaphneServer(strict_env, tmp_path / "strict.log").start()
     secrets: list[str] = []
     try:
