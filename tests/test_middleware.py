@@ -50,6 +50,41 @@ async def test_scope_keys(issuer, wsauth_settings):
     await comm.disconnect()
 
 
+async def test_token_is_taken_out_of_the_servers_own_scope(issuer, wsauth_settings):
+    """Daphne and every frame above the middleware keep the scope they passed in for the
+    socket's life: the token is removed from that scope's lists, not from a copy."""
+    token = issuer.token(sub="strip-sub")
+    inner = WSAuthMiddlewareStack(Recorder.as_asgi())
+    outer: dict = {}
+
+    async def server(scope, receive, send):  # stands for Daphne's frame holding the scope
+        outer["scope"], outer["headers"], outer["subs"] = (
+            scope,
+            scope["headers"],
+            scope["subprotocols"],
+        )
+        return await inner(scope, receive, send)
+
+    header = f"chat, {PREFIX}{token}, other".encode()
+    comm = WebsocketCommunicator(
+        server,
+        "/ws/x/",
+        headers=[(b"host", b"x"), (b"sec-websocket-protocol", header)],
+        subprotocols=["chat", PREFIX + token, "other"],
+    )
+    comm.scope["headers"] = list(comm.scope["headers"])  # a server's own, mutable list
+    connected, _ = await comm.connect(timeout=5)
+    assert connected and seen["scope"]["user"].username
+    for scope in (outer["scope"], seen["scope"]):
+        assert token not in repr(scope["headers"]) and token not in repr(scope["subprotocols"])
+        assert dict(scope["headers"])[b"sec-websocket-protocol"] == b"chat, other"
+        assert scope["subprotocols"] == ["chat", "other"]
+    # the same list objects the server holds, emptied of the token in place
+    assert outer["scope"]["headers"] is outer["headers"] and outer["headers"][0][0] == b"host"
+    assert outer["scope"]["subprotocols"] is outer["subs"]
+    await comm.disconnect()
+
+
 async def test_plain_consumer_gets_the_subprotocol_selected(issuer, wsauth_settings):
     token = issuer.token()
     app = WSAuthMiddlewareStack(PlainConsumer.as_asgi())

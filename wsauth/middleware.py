@@ -93,6 +93,25 @@ async def authenticate(scope: dict[str, Any], conf: Conf) -> tuple[Identity | No
     return None, handshake
 
 
+def _strip_token(scope: dict[str, Any], prefix: str, app_protocols: list[str]) -> None:
+    """Take the token out of ``subprotocols`` and the ``Sec-WebSocket-Protocol`` header of
+    the server's own scope, in place: Daphne's protocol object and the frames above this
+    middleware hold those lists for the socket's life, so a filtered copy would leave the
+    token in memory (1-4 KB per socket) and in anything that reports the scope."""
+    marker = prefix.encode("ascii")
+    headers = scope.get("headers") or []
+    if not isinstance(headers, list):
+        headers = scope["headers"] = list(headers)
+    for i, (name, value) in enumerate(headers):
+        if name.lower() == b"sec-websocket-protocol":
+            kept = [p.strip() for p in value.split(b",") if not p.strip().startswith(marker)]
+            headers[i] = (name, b", ".join(kept))
+    if isinstance(scope.get("subprotocols"), list):
+        scope["subprotocols"][:] = app_protocols
+    else:
+        scope["subprotocols"] = app_protocols
+
+
 class _SelectingSend:
     """The ``send`` the application gets: only an offered application protocol may be
     selected, otherwise ours. An unoffered one makes Daphne hang, none makes Chromium
@@ -166,8 +185,9 @@ class WSAuthMiddleware:
             chosen: str | None = handshake.app_protocols[0]
         else:
             chosen = handshake.token_protocol
+        if handshake.token_protocol is not None:
+            _strip_token(scope, conf.subprotocol_prefix, handshake.app_protocols)
         scope = dict(scope)
-        scope["subprotocols"] = handshake.app_protocols  # the token never reaches the app
         scope["user"] = identity.user
         scope["wsauth"] = {
             "method": identity.method,
