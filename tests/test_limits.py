@@ -140,6 +140,47 @@ async def test_socket_places_per_user(limit_store):
 
 
 @pytest.mark.django_db
+async def test_places_given_back_together(limit_store):
+    """Places of sockets closing together go back in one command; one given back before
+    an admission on this process rides in that admission's command, ahead of the count."""
+    import asyncio
+
+    from wsauth import limits, stores
+
+    if limit_store != "redis":
+        pytest.skip("local places are given back at once")
+    conf = wsauth_conf.get_conf()
+    user = await _user("batched-places")
+    cache, client = stores.async_redis(conf.rate_limit_cache)
+    key = cache.make_key(f"wsauth:sockets:{user.pk}")
+    first = await limits.admit(user, None, None, "10.0.3.1", conf)
+    second = await limits.admit(user, None, None, "10.0.3.2", conf)
+    assert await client.zcard(key) == 2
+    commands: list[tuple] = []
+    real = client.evalsha
+
+    async def counting(*args, **kwargs):  # a spy: Redis still runs every command
+        commands.append(args)
+        return await real(*args, **kwargs)
+
+    client.evalsha = counting
+    await asyncio.gather(first.release(), second.release())
+    assert len(commands) == 1 and await client.zcard(key) == 0
+
+    third = await limits.admit(user, None, None, "10.0.3.3", conf)
+    fourth = await limits.admit(user, None, None, "10.0.3.4", conf)
+    commands.clear()
+    closing = asyncio.create_task(third.release())
+    await asyncio.sleep(0)  # queued, not sent: RELEASE_DELAY has not passed
+    assert commands == []
+    fifth = await limits.admit(user, None, None, "10.0.3.5", conf)  # not too_many_sockets
+    await closing
+    assert fifth is not None and len(commands) == 1 and await client.zcard(key) == 2
+    await asyncio.gather(fourth.release(), fifth.release())
+    assert await client.zcard(key) == 0
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("revocations", ["limits", "revocations"])
 async def test_admission_reads_revocation_markers_in_either_store(
     limit_store, revocations, settings
