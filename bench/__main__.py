@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--callgrind",
         action="store_true",
-        help="also count instructions per handshake under valgrind (slow: a few minutes)",
+        help="also count instructions per handshake and per message under valgrind (slow)",
     )
     parser.add_argument("--callgrind-handshakes", type=int, default=100, metavar="N")
     parser.add_argument(
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {unknown}; choose from {SECTIONS}")
-    if args.callgrind and "handshakes" not in chosen:
+    if args.callgrind and not {"handshakes", "messages"} & set(chosen):
         chosen.append("handshakes")
     chosen = [s for s in SECTIONS if s in chosen]
 

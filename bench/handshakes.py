@@ -1,7 +1,8 @@
-"""Section 1: handshakes. Bare Daphne, wsauth by subprotocol (a token seen before, and a
-new token each time), wsauth by ticket (the POST timed apart), and Channels'
-``AuthMiddlewareStack`` with a session; sequential and 50 at a time, interleaved rounds;
-server CPU per handshake from /proc; optionally instructions under callgrind."""
+"""Section 1: handshakes. Bare Daphne, wsauth by subprotocol (a token seen before, a new
+token each time, and with the shared-store checks off), wsauth by ticket (the POST timed
+apart), and Channels' ``AuthMiddlewareStack`` with a session; sequential and 50 at a
+time, interleaved rounds; server CPU per handshake from /proc; optionally instructions
+under callgrind."""
 
 from __future__ import annotations
 
@@ -20,10 +21,18 @@ from .servers import Daphne
 from .wsclient import post_ticket
 
 SECTION = "handshakes"
-VARIANTS = ["bare", "subprotocol", "subprotocol-new-token", "ticket", "session"]
+VARIANTS = [
+    "bare",
+    "subprotocol",
+    "subprotocol-new-token",
+    "subprotocol-no-store-checks",
+    "ticket",
+    "session",
+]
 SERVER_OF = {
     "bare": "bare",
     "subprotocol": "wsauth",
+    "subprotocol-no-store-checks": "wsauth-local",
     "subprotocol-new-token": "wsauth",
     "ticket": "wsauth",
     "session": "session",
@@ -45,7 +54,7 @@ class Credentials:
             return [Cred()] * n
         if variant == "session":
             return [Cred(cookie=self.ctx.session_cookie)] * n
-        if variant == "subprotocol":
+        if variant in ("subprotocol", "subprotocol-no-store-checks"):
             return [token_cred(self.token)] * n
         if variant == "subprotocol-new-token":
             if len(self.pool) < n:
@@ -77,7 +86,7 @@ async def run(ctx: Context) -> None:
     n_seq = 50 if quick else 60
     n_conc = 120 if quick else 160
     res = ctx.results
-    servers = {name: ctx.server(name) for name in ("bare", "wsauth", "session")}
+    servers = {name: ctx.server(name) for name in set(SERVER_OF.values())}
     creds = Credentials(ctx, new_tokens=rounds * (n_seq + n_conc) + 20)
 
     # Warm-up: imports, the JWKS fetch, user rows, session rows, Redis connections.
@@ -214,7 +223,7 @@ def _dump(server: Daphne, out: Path) -> int:
     raise RuntimeError("callgrind dump did not appear")
 
 
-async def _instructions(server: Daphne, out: Path, work: Any, n: int) -> tuple[float, float]:
+async def instructions(server: Daphne, out: Path, work: Any, n: int) -> tuple[float, float]:
     """Instructions per unit of ``work`` (n units), minus an idle run as long as the work."""
     _callgrind_control("-z", str(server.pid))
     start = time.perf_counter()
@@ -250,7 +259,7 @@ async def run_callgrind(ctx: Context, creds: Credentials) -> None:
                     for _ in range(n):
                         tickets.append(await post_ticket(port, token))
 
-                post, _ = await _instructions(server, out, posts, n)
+                post, _ = await instructions(server, out, posts, n)
                 per["ticket POST"] = post
                 batch = [Cred(path=f"/ws/echo/?ticket={t}") for t in tickets]
             else:
@@ -259,7 +268,7 @@ async def run_callgrind(ctx: Context, creds: Credentials) -> None:
             async def work(batch: list[Cred] = batch, port: int = server.port) -> None:
                 await cycles(port, batch, 1)
 
-            per[variant], idle_rate = await _instructions(server, out, work, n)
+            per[variant], idle_rate = await instructions(server, out, work, n)
             raw[f"{variant}_idle_instructions_per_s"] = idle_rate
         finally:
             server.stop()

@@ -1,6 +1,7 @@
 """Section 4: echo round trips per second after the handshake, one socket and 50 sockets,
 wsauth's EchoConsumer (control-frame check, expiry timer, message limits) against a plain
-AsyncWebsocketConsumer; interleaved rounds; server CPU per message."""
+AsyncWebsocketConsumer; interleaved rounds; server CPU per message; with ``--callgrind``,
+instructions per round trip (repeatable where rates on a shared machine are not)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from collections import defaultdict
 from typing import Any
 
 from .context import Context
+from .handshakes import instructions
 from .load import Cred, echo_round_trips, open_ws, token_cred
 from .report import median, ratios
+from .servers import Daphne
 from .wsclient import WS
 
 SECTION = "messages"
 SOCKETS = 50
+CALLGRIND_MESSAGES = 300
 
 
 async def run(ctx: Context) -> None:
@@ -86,3 +90,41 @@ async def run(ctx: Context) -> None:
             ratio=ratios(cpu["wsauth"][mode], cpu["bare"][mode]),
             vs="bare",
         )
+
+    if ctx.options.callgrind:
+        await run_callgrind(ctx, creds)
+
+
+async def run_callgrind(ctx: Context, creds: dict[str, Cred]) -> None:
+    """Instructions per echo round trip on one socket, bare and wsauth, under valgrind."""
+    per: dict[str, float] = {}
+    for name in ("bare", "wsauth"):
+        out = ctx.project.dir / f"callgrind-messages-{name}.out"
+        print(f"  callgrind: starting {name} under valgrind...", flush=True)
+        server = Daphne(ctx.project, name, callgrind_out=out).start(timeout=600)
+        try:
+            ws = await open_ws(server.port, creds[name])
+            await ws.recv()  # the greeting
+            await echo_round_trips(ws, 50)  # warm-up
+
+            async def work(ws: WS = ws) -> None:
+                await echo_round_trips(ws, CALLGRIND_MESSAGES)
+
+            per[name], _ = await instructions(server, out, work, CALLGRIND_MESSAGES)
+            await ws.close()
+        finally:
+            server.stop()
+    ctx.results.raw["callgrind_messages"] = {"messages": CALLGRIND_MESSAGES, "per_message": per}
+    ratio = per["wsauth"] / per["bare"]
+    res = ctx.results
+    res.add(SECTION, "instructions/echo round trip (callgrind): bare", per["bare"] / 1e3, "k instr")
+    res.add(
+        SECTION,
+        "instructions/echo round trip (callgrind): wsauth",
+        per["wsauth"] / 1e3,
+        "k instr",
+        ratio=ratio,
+        vs="bare",
+        target="<= 1.03x bare",
+        met=ratio <= 1.03,
+    )

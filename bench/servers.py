@@ -33,6 +33,19 @@ APPS = {
     "bare": "bench.asgi_bare:application",
     "session": "bench.asgi_session:application",
     "wsauth": "project.asgi:application",
+    "wsauth-local": "project.asgi:application",
+}
+
+#: Settings on top of the project's, per app: ``wsauth-local`` turns off the checks that
+#: need the shared store at the handshake (address and user limits, revocation markers),
+#: to measure what they cost next to the defaults.
+APP_SETTINGS: dict[str, dict[str, Any]] = {
+    "wsauth-local": {
+        "HANDSHAKE_RATE": None,
+        "FAILED_AUTH_RATE": None,
+        "MAX_SOCKETS_PER_USER": None,
+        "REVOCATION_CHECK": False,
+    },
 }
 
 
@@ -136,6 +149,9 @@ class Daphne:
         self.port = free_port()
         self.callgrind_out = callgrind_out
         self.env = project.env
+        if app in APP_SETTINGS:
+            wsauth = {**json.loads(project.env["WSAUTH_OVERRIDES"]), **APP_SETTINGS[app]}
+            self.env = {**project.env, "WSAUTH_OVERRIDES": json.dumps(wsauth)}
         self.log_path = project.dir / f"daphne-{app}-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
