@@ -1,8 +1,9 @@
-"""Section 1: handshakes. Bare Daphne, wsauth by subprotocol (a token seen before, a new
-token each time, and with the shared-store checks off), wsauth by ticket (the POST timed
-apart), and Channels' ``AuthMiddlewareStack`` with a session; sequential and 50 at a
-time, interleaved rounds; server CPU per handshake from /proc; optionally instructions
-under callgrind."""
+"""Section 1: handshakes. Bare Daphne (also receiving the same request bytes as the
+subprotocol variant, the token's header included), wsauth by subprotocol (a token seen
+before, a new token each time, and with the shared-store checks off), wsauth by ticket
+(the POST timed apart), and Channels' ``AuthMiddlewareStack`` with a session; sequential
+and 50 at a time, interleaved rounds; server CPU per handshake from /proc; optionally
+instructions under callgrind."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .wsclient import post_ticket
 SECTION = "handshakes"
 VARIANTS = [
     "bare",
+    "bare-same-request",
     "subprotocol",
     "subprotocol-new-token",
     "subprotocol-no-store-checks",
@@ -31,6 +33,7 @@ VARIANTS = [
 ]
 SERVER_OF = {
     "bare": "bare",
+    "bare-same-request": "bare",
     "subprotocol": "wsauth",
     "subprotocol-no-store-checks": "wsauth-local",
     "subprotocol-new-token": "wsauth",
@@ -54,7 +57,7 @@ class Credentials:
             return [Cred()] * n
         if variant == "session":
             return [Cred(cookie=self.ctx.session_cookie)] * n
-        if variant in ("subprotocol", "subprotocol-no-store-checks"):
+        if variant in ("subprotocol", "subprotocol-no-store-checks", "bare-same-request"):
             return [token_cred(self.token)] * n
         if variant == "subprotocol-new-token":
             if len(self.pool) < n:
@@ -239,7 +242,7 @@ async def instructions(server: Daphne, out: Path, work: Any, n: int) -> tuple[fl
 async def run_callgrind(ctx: Context, creds: Credentials) -> None:
     res = ctx.results
     n = ctx.options.callgrind_handshakes
-    apps = {"bare": "bare", "subprotocol": "wsauth", "ticket": "wsauth", "session": "session"}
+    apps = {v: SERVER_OF[v] for v in VARIANTS if v != "subprotocol-new-token"}
     per: dict[str, float] = {}
     raw: dict[str, Any] = {"handshakes": n}
     for variant, app in apps.items():

@@ -64,10 +64,12 @@ class Handshake:
         if len(tokens) > 1:
             raise Refused("ambiguous_credentials", "more than one token subprotocol")
         query_string = scope.get("query_string") or b""
-        try:
-            query = parse_qs(query_string.decode("ascii"), max_num_fields=20, strict_parsing=False)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise Refused("bad_query", "malformed query string") from exc
+        query: dict[str, list[str]] = {}
+        if query_string:
+            try:
+                query = parse_qs(query_string.decode("ascii"), max_num_fields=20)
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise Refused("bad_query", "malformed query string") from exc
         origins = [v for k, v in scope.get("headers") or () if k.lower() == b"origin"]
         if len(origins) > 1:
             raise Refused("bad_origin", "more than one Origin header")
