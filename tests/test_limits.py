@@ -181,6 +181,45 @@ async def test_places_given_back_together(limit_store):
 
 
 @pytest.mark.django_db
+async def test_concurrent_admissions_share_a_command(limit_store):
+    """Admissions that arrive while a call is in flight go together in the next one and
+    are judged one after the other inside it: of five at once for a user with two
+    places, two are admitted (the three refused give their places back afterwards)."""
+    import asyncio
+
+    from wsauth import limits, stores
+
+    if limit_store != "redis":
+        pytest.skip("local counters take no command")
+    conf = wsauth_conf.get_conf()
+    user = await _user("together")
+    cache, client = stores.async_redis(conf.rate_limit_cache)
+    commands: list[tuple] = []
+    real = client.evalsha
+
+    async def counting(*args, **kwargs):  # a spy: Redis still runs every command
+        commands.append(args)
+        return await real(*args, **kwargs)
+
+    client.evalsha = counting
+    outcomes = await asyncio.gather(
+        *(limits.admit(user, None, None, f"10.0.4.{i}", conf) for i in range(5)),
+        return_exceptions=True,
+    )
+    # The first goes at once; the four that arrive while it is in flight go together.
+    requests = [args[2 + args[1]] for args in commands[:2]]  # ARGV[1]: requests in the call
+    assert requests == [1, 4] and [args[1] for args in commands[:2]] == [3, 12]
+    admitted = [o for o in outcomes if isinstance(o, limits.SocketSlot)]
+    refused = [o for o in outcomes if isinstance(o, limits.Limited)]
+    assert len(admitted) == 2 and len(refused) == 3
+    assert {o.reason for o in refused} == {"too_many_sockets"}
+    # Each request's address counter is its own: none of them is over HANDSHAKE_RATE.
+    assert await client.get(cache.make_key(limits._window_key("hs", "10.0.4.3", 60))) == b"1"
+    await asyncio.gather(*(slot.release() for slot in admitted))
+    assert await client.zcard(cache.make_key(f"wsauth:sockets:{user.pk}")) == 0
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("revocations", ["limits", "revocations"])
 async def test_admission_reads_revocation_markers_in_either_store(
     limit_store, revocations, settings
