@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from functools import partial
 from typing import Any
 
 from .context import Context
-from .handshakes import instructions
+from .handshakes import instructions, retried
 from .load import Cred, echo_round_trips, open_ws, token_cred
 from .report import median, ratios
 from .servers import Daphne
@@ -103,7 +104,7 @@ async def run_callgrind(ctx: Context, creds: dict[str, Cred]) -> None:
         print(f"  callgrind: starting {name} under valgrind...", flush=True)
         server = Daphne(ctx.project, name, callgrind_out=out).start(timeout=600)
         try:
-            ws = await open_ws(server.port, creds[name])
+            ws = await retried(partial(open_ws, server.port, creds[name]))
             await ws.recv()  # the greeting
             await echo_round_trips(ws, 50)  # warm-up
 
