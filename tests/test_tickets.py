@@ -75,6 +75,29 @@ def test_simultaneous_redeem_exactly_one_wins(redis_tickets):
         assert sum(1 for w in wins if w is not None) == 1
 
 
+async def test_redeems_on_the_event_loop_share_a_call_and_stay_single_use(redis_tickets):
+    """Redemptions that arrive while one is in flight go together in one script call
+    (stores.Batch); a ticket offered several times in that call goes to exactly one."""
+    from wsauth import stores
+
+    issued = [(await tickets.issue({"uid": i}))[0] for i in range(4)]
+    _, client = stores.async_redis("tickets")
+    calls: list[tuple] = []
+    real = client.evalsha
+
+    async def counting(*args, **kwargs):  # a spy: Redis still runs every command
+        calls.append(args)
+        return await real(*args, **kwargs)
+
+    client.evalsha = counting
+    offers = [issued[0], *issued, issued[1], issued[1]]  # the first alone, then 6 together
+    records = await asyncio.gather(*(tickets.redeem(t) for t in offers))
+    assert len(calls) == 1 and calls[0][1] == 6  # the first was a plain GETDEL
+    assert records[0]["uid"] == 0 and records[1] is None  # issued[0] twice: once
+    assert [r["uid"] for r in records[2:5]] == [1, 2, 3]
+    assert records[5:] == [None, None]  # issued[1] again, in the same call
+
+
 async def test_store_down_raises_store_error(settings):
     settings.CACHES = {
         **settings.CACHES,

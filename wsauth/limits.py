@@ -1,8 +1,9 @@
 """Abuse limits: handshakes and failed authentications per client address, concurrent
 sockets per user, shared by every process through the cache's Redis when there is one.
 
-With Django's ``RedisCache`` each check is one round trip to Redis on the event loop (an
-authenticated handshake's checks are one Lua script). With any other cache backend the
+With Django's ``RedisCache`` each check is one request in the store's Lua script, on the
+event loop (``stores.SCRIPT``: an authenticated handshake's checks are one request, and
+requests that arrive together share a call). With any other cache backend the
 counters live in this process only (as the check ``wsauth.W001`` warns for tickets): fine
 for one process and for tests.
 """
@@ -10,7 +11,6 @@ for one process and for tests.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import logging
 import threading
@@ -19,8 +19,6 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from redis.exceptions import NoScriptError
 
 from . import revoke, stores
 from .conf import Conf, get_conf, on_reset
@@ -151,168 +149,6 @@ def _reset() -> None:
     _trusted = None
 
 
-#: Every counter operation in one command (EVALSHA), for any number of requests: per
-#: request, counters to increment (INCR, and EXPIRE NX: the window opens at the first
-#: hit), counters to read (GET), revocation markers (MGET), socket places given back (ZREM)
-#: and a user's socket place (a sorted set by time, entries older than the lease dropped).
-#: ARGV: the number of requests, then per request its four counts, its place (member, now,
-#: cutoff, TTL; member '' for none), one window per INCR key and one member per ZREM key;
-#: KEYS in the same order, the place's last. Measured: eight pipelined commands cost
-#: redis-py about twice the client CPU of one script call.
-_SCRIPT = """
-local out = {}
-local k, a = 1, 2
-for r = 1, tonumber(ARGV[1]) do
-  local n_incr, n_get = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local n_marks, n_free = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local member, now, cutoff, ttl = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
-  a = a + 8
-  local hits, peeks, marks = {}, {}, {}
-  for j = 1, n_incr do
-    hits[j] = redis.call('INCR', KEYS[k])
-    redis.call('EXPIRE', KEYS[k], ARGV[a], 'NX')
-    k, a = k + 1, a + 1
-  end
-  for j = 1, n_get do
-    peeks[j] = redis.call('GET', KEYS[k])
-    k = k + 1
-  end
-  if n_marks > 0 then
-    marks = redis.call('MGET', unpack(KEYS, k, k + n_marks - 1))
-    k = k + n_marks
-  end
-  for j = 1, n_free do
-    redis.call('ZREM', KEYS[k], ARGV[a])
-    k, a = k + 1, a + 1
-  end
-  local count = 0
-  if member ~= '' then
-    redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', cutoff)
-    redis.call('ZADD', KEYS[k], now, member)
-    count = redis.call('ZCARD', KEYS[k])
-    redis.call('EXPIRE', KEYS[k], ttl)
-    k = k + 1
-  end
-  out[r] = {hits, peeks, marks, count}
-end
-return out
-"""
-_SCRIPT_SHA = hashlib.sha1(_SCRIPT.encode(), usedforsecurity=False).hexdigest()
-
-#: How long a closing socket's place waits for others to be given back with it.
-RELEASE_DELAY = 0.02
-
-Request = tuple[list[str], list[Any]]  # a request's KEYS and ARGV, without the count
-
-
-class _Batch:
-    """This process's script calls to one Redis, sent together (group commit): a request
-    goes at once when no call is in flight, else with every request that arrived
-    meanwhile, in the next call. Socket places given back ride in the next call, or go
-    in one call ``RELEASE_DELAY`` after the first when none comes. Measured: redis-py's
-    client CPU per call was wsauth's largest handshake cost (14 % of Daphne's busy
-    samples under 50 concurrent handshakes), and a ``ZREM`` per closing socket 5 %."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, cache: Any, client: Any) -> None:
-        self.loop, self.cache, self.client = loop, cache, client
-        self.busy = False  # a call is in flight
-        self.waiting: list[tuple[Request, asyncio.Future[Any]]] = []
-        self.freed: list[tuple[str, str]] = []
-        self.freed_sent: asyncio.Future[None] | None = None
-        self.freed_due = False
-        self.timer: asyncio.TimerHandle | None = None
-        self.drain: asyncio.Task[None] | None = None
-
-    async def run(self, request: Request) -> Any:
-        """The request's reply: hits, peeks, markers, places."""
-        if self.busy:  # go with the next call
-            future = self.loop.create_future()
-            self.waiting.append((request, future))
-            return await future
-        self.busy = True  # nothing in flight: send it from here, no task to schedule
-        try:
-            return (await self._call([request]))[0]
-        finally:
-            self._idle()
-
-    def give_back(self, key: str, member: str) -> asyncio.Future[None]:
-        """Queue a place; the future is done once a call carrying it has returned."""
-        self.freed.append((self.cache.make_key(key), member))
-        if self.freed_sent is None:
-            self.freed_sent = self.loop.create_future()
-            self.timer = self.loop.call_later(RELEASE_DELAY, self._due)
-        return self.freed_sent
-
-    def _due(self) -> None:
-        self.timer = None
-        self.freed_due = True
-        if not self.busy:
-            self._idle()
-
-    def _idle(self) -> None:
-        self.busy = False
-        if self.waiting or self.freed_due:
-            self.busy = True
-            self.drain = self.loop.create_task(self._drain())
-
-    async def _drain(self) -> None:
-        try:
-            while self.waiting or self.freed_due:
-                batch, self.waiting = self.waiting, []
-                try:
-                    answers = await self._call([request for request, _ in batch])
-                except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                else:
-                    for (_, future), answer in zip(batch, answers, strict=True):
-                        if not future.done():  # a handshake that timed out meanwhile
-                            future.set_result(answer)
-        finally:
-            self.busy = False
-
-    async def _call(self, requests: list[Request]) -> list[Any]:
-        freed, freed_sent = self.freed, self.freed_sent
-        self.freed, self.freed_sent, self.freed_due = [], None, False
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if freed:  # first: a place given back before an admission counts as free in it
-            keys = [key for key, _ in freed]
-            args = [0, 0, 0, len(freed), "", 0, 0, 0, *(member for _, member in freed)]
-            requests = [(keys, args), *requests]
-        keys, args = [], [len(requests)]
-        for request_keys, request_args in requests:
-            keys += request_keys
-            args += request_args
-        try:
-            try:
-                reply = await self.client.evalsha(_SCRIPT_SHA, len(keys), *keys, *args)
-            except NoScriptError:  # a restarted or flushed Redis: load it once, again
-                await self.client.script_load(_SCRIPT)
-                reply = await self.client.evalsha(_SCRIPT_SHA, len(keys), *keys, *args)
-        except Exception as exc:
-            if freed:  # the places lapse after SOCKET_LEASE
-                _store_down(exc)
-            raise
-        finally:
-            if freed_sent is not None:
-                freed_sent.set_result(None)
-        return list(reply[1:] if freed else reply)
-
-
-_batch: _Batch | None = None
-
-
-def _batch_for(cache: Any, client: Any) -> _Batch:
-    global _batch
-    loop = asyncio.get_running_loop()
-    if _batch is None or _batch.loop is not loop or _batch.client is not client:
-        _batch = _Batch(loop, cache, client)
-    return _batch
-
-
 async def _store(
     conf: Conf,
     incr: Sequence[tuple[str, float]],
@@ -320,8 +156,8 @@ async def _store(
     slot: tuple[str, str] | None = None,
     markers: Sequence[str] = (),
 ) -> tuple[list[int], list[int], int, dict[str, Any]]:
-    """One request to ``RATE_LIMIT_CACHE`` (in one script call, with others in flight at
-    the same time): increment the ``(key, window)`` counters, read the ``get`` counters,
+    """One request to ``RATE_LIMIT_CACHE`` (in one script call with any others waiting:
+    ``stores.batch``): increment the ``(key, window)`` counters, read the ``get`` counters,
     take the ``slot`` place, and read revocation ``markers`` (only when the revocation
     cache is this same Redis). Returns hits, peeks, places and the markers found. Raises
     when the store is down."""
@@ -333,7 +169,7 @@ async def _store(
     own_markers = list(markers)
     keys = [cache.make_key(k) for k, _ in incr] + [cache.make_key(k) for k in get]
     keys += [cache.make_key(k) for k in own_markers]
-    args: list[Any] = [len(incr), len(get), len(own_markers), 0]
+    args: list[Any] = [len(incr), len(get), len(own_markers), 0, 0]
     if slot is not None:
         keys.append(cache.make_key(slot[0]))
         now, lease = time.time(), conf.socket_lease
@@ -341,8 +177,7 @@ async def _store(
     else:
         args += ["", 0, 0, 0]
     args += [max(1, round(window)) for _, window in incr]
-    reply = await _batch_for(cache, client).run((keys, args))
-    hits, peeks, values, places = reply
+    hits, peeks, values, _, places = await stores.batch(cache, client).run((keys, args))
     found = {k: stores.loads(cache, v) for k, v in zip(own_markers, values, strict=True) if v}
     return [int(h) for h in hits], [int(p or 0) for p in peeks], int(places), found
 
@@ -488,7 +323,10 @@ class SocketSlot:
         if shared is None:
             _local.remove_member(self.key, self.member)
         else:  # shielded: the future is shared with other sockets
-            await asyncio.shield(_batch_for(*shared).give_back(self.key, self.member))
+            try:
+                await asyncio.shield(stores.batch(*shared).give_back(self.key, self.member))
+            except Exception as exc:  # the place lapses after SOCKET_LEASE
+                _store_down(exc)
 
 
 async def admit(

@@ -82,9 +82,11 @@ async def redeem(ticket: str) -> dict[str, Any] | None:
         shared = stores.async_redis(get_conf().ticket_cache)
         if shared is None:
             return await stores.run(_redeem_sync, ticket)
-        # GETDEL: read and delete in one atomic command; only one caller gets the value.
+        # GETDEL: read and delete atomically, so only one caller gets the value; in the
+        # store's script, with any other handshakes' requests waiting (stores.Batch).
         cache, client = shared
-        raw = await client.getdel(cache.make_and_validate_key(_key(ticket)))
+        key = cache.make_and_validate_key(_key(ticket))
+        raw = await stores.batch(cache, client).take(key)
     except Exception as exc:
         raise TicketStoreError(str(exc)) from exc
     return None if raw is None else _valid(stores.loads(cache, raw))
