@@ -76,3 +76,22 @@ def daphne(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], DaphneServer]]
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def script_calls() -> Callable[[Any], list[tuple[Any, ...]]]:
+    """``script_calls(client)``: the list that records each EVALSHA of a redis.asyncio
+    client from now on (the arguments; Redis still runs every call)."""
+
+    def spy(client: Any) -> list[tuple[Any, ...]]:
+        calls: list[tuple[Any, ...]] = []
+        real = client.evalsha
+
+        async def recording(*args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return await real(*args, **kwargs)
+
+        client.evalsha = recording
+        return calls
+
+    return spy

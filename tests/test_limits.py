@@ -140,7 +140,7 @@ async def test_socket_places_per_user(limit_store):
 
 
 @pytest.mark.django_db
-async def test_places_given_back_together(limit_store):
+async def test_places_given_back_together(limit_store, script_calls):
     """Places of sockets closing together go back in one command; one given back before
     an admission on this process rides in that admission's command, ahead of the count."""
     import asyncio
@@ -156,14 +156,7 @@ async def test_places_given_back_together(limit_store):
     first = await limits.admit(user, None, None, "10.0.3.1", conf)
     second = await limits.admit(user, None, None, "10.0.3.2", conf)
     assert await client.zcard(key) == 2
-    commands: list[tuple] = []
-    real = client.evalsha
-
-    async def counting(*args, **kwargs):  # a spy: Redis still runs every command
-        commands.append(args)
-        return await real(*args, **kwargs)
-
-    client.evalsha = counting
+    commands = script_calls(client)
     await asyncio.gather(first.release(), second.release())
     assert len(commands) == 1 and await client.zcard(key) == 0
 
@@ -181,7 +174,7 @@ async def test_places_given_back_together(limit_store):
 
 
 @pytest.mark.django_db
-async def test_concurrent_admissions_share_a_command(limit_store):
+async def test_concurrent_admissions_share_a_command(limit_store, script_calls):
     """Admissions that arrive while a call is in flight go together in the next one and
     are judged one after the other inside it: of five at once for a user with two
     places, two are admitted (the three refused give their places back afterwards)."""
@@ -194,14 +187,7 @@ async def test_concurrent_admissions_share_a_command(limit_store):
     conf = wsauth_conf.get_conf()
     user = await _user("together")
     cache, client = stores.async_redis(conf.rate_limit_cache)
-    commands: list[tuple] = []
-    real = client.evalsha
-
-    async def counting(*args, **kwargs):  # a spy: Redis still runs every command
-        commands.append(args)
-        return await real(*args, **kwargs)
-
-    client.evalsha = counting
+    commands = script_calls(client)
     outcomes = await asyncio.gather(
         *(limits.admit(user, None, None, f"10.0.4.{i}", conf) for i in range(5)),
         return_exceptions=True,

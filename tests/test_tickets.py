@@ -75,21 +75,16 @@ def test_simultaneous_redeem_exactly_one_wins(redis_tickets):
         assert sum(1 for w in wins if w is not None) == 1
 
 
-async def test_redeems_on_the_event_loop_share_a_call_and_stay_single_use(redis_tickets):
+async def test_redeems_on_the_event_loop_share_a_call_and_stay_single_use(
+    redis_tickets, script_calls
+):
     """Redemptions that arrive while one is in flight go together in one script call
     (stores.Batch); a ticket offered several times in that call goes to exactly one."""
     from wsauth import stores
 
     issued = [(await tickets.issue({"uid": i}))[0] for i in range(4)]
     _, client = stores.async_redis("tickets")
-    calls: list[tuple] = []
-    real = client.evalsha
-
-    async def counting(*args, **kwargs):  # a spy: Redis still runs every command
-        calls.append(args)
-        return await real(*args, **kwargs)
-
-    client.evalsha = counting
+    calls = script_calls(client)
     offers = [issued[0], *issued, issued[1], issued[1]]  # the first alone, then 6 together
     records = await asyncio.gather(*(tickets.redeem(t) for t in offers))
     assert len(calls) == 1 and calls[0][1] == 6  # the first was a plain GETDEL
