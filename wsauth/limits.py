@@ -318,7 +318,7 @@ class SocketSlot:
 
     async def release(self) -> None:
         """Give the place back; returns once the store has it (with Redis, together with
-        other calls: see ``_Batch``)."""
+        other calls: see ``stores.Batch``)."""
         shared = stores.async_redis(self.conf.rate_limit_cache)
         if shared is None:
             _local.remove_member(self.key, self.member)
