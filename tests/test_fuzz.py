@@ -589,6 +589,20 @@ def test_claims_of_a_signed_token_are_accepted_or_refused_by_rule(issuer, wsauth
 # -- explicit attacks, and regressions for what fuzzing found --------------------------------------------------
 
 
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+def test_null_time_claim_is_an_invalid_token(issuer, wsauth_settings, claim):
+    """Found by the fuzzer: ``"exp": null`` tripped an assertion (a server error at the
+    handshake) instead of refusing the token."""
+    now = int(time.time())
+    claims = {"iss": issuer.issuer, "sub": "s", "aud": AUDIENCE, "exp": now + 300, claim: None}
+    private = issuer.keys[issuer.default_kid][0]
+    token = compact(
+        {"alg": "RS256", "kid": issuer.default_kid}, claims, lambda data: rs256(private, data)
+    )
+    result = outcome(token)
+    assert isinstance(result, TokenError) and result.reason == "invalid_claims"
+
+
 def test_hs256_with_the_public_key_as_secret_is_refused(issuer, wsauth_settings):
     private = issuer.keys[issuer.default_kid][0]
     secrets = [

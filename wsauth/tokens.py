@@ -94,10 +94,11 @@ def finite_number(value: Any) -> float | None:
 
 
 def _number(claims: dict[str, Any], name: str) -> float | None:
-    value = claims.get(name)
-    if value is None:
+    """The claim as a finite number; None when absent. Present but not a number (JSON
+    ``null`` included) is an invalid token, not an absent claim."""
+    if name not in claims:
         return None
-    number = finite_number(value)
+    number = finite_number(claims[name])
     if number is None:
         raise TokenError("invalid_claims", f"'{name}' is not a finite number")
     return number
@@ -120,7 +121,7 @@ def check_claims(claims: dict[str, Any], conf: Conf, now: float | None = None) -
     if claims["iss"] != conf.issuer:
         raise TokenError("wrong_issuer", f"issuer {claims['iss']!r} is not {conf.issuer!r}")
     exp = _number(claims, "exp")
-    assert exp is not None
+    assert exp is not None  # present (checked above), so a number or _number raised
     if now >= exp + conf.leeway:
         raise TokenError("expired", "token has expired")
     nbf = _number(claims, "nbf")
