@@ -85,6 +85,22 @@ async def test_token_is_taken_out_of_the_servers_own_scope(issuer, wsauth_settin
     await comm.disconnect()
 
 
+async def test_ticket_handshake_scope_has_the_offers_as_parsed(issuer, wsauth_settings):
+    """No token to take out: the consumer still gets the offers stripped, blanks dropped."""
+    from django.contrib.auth import get_user_model
+
+    from wsauth import tickets
+
+    user = await get_user_model().objects.acreate(username="ticket-scope")
+    ticket, _ = await tickets.issue({"uid": user.pk})
+    comm, connected, _ = await open_socket(
+        WSAuthMiddlewareStack(Recorder.as_asgi()), [" chat ", ""], query=f"?ticket={ticket}"
+    )
+    assert connected and seen["scope"]["wsauth"]["method"] == "ticket"
+    assert seen["scope"]["subprotocols"] == ["chat"]
+    await comm.disconnect()
+
+
 async def test_plain_consumer_gets_the_subprotocol_selected(issuer, wsauth_settings):
     token = issuer.token()
     app = WSAuthMiddlewareStack(PlainConsumer.as_asgi())

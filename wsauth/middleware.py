@@ -188,6 +188,7 @@ class WSAuthMiddleware:
         if handshake.token_protocol is not None:
             _strip_token(scope, conf.subprotocol_prefix, handshake.app_protocols)
         scope = dict(scope)
+        scope["subprotocols"] = handshake.app_protocols  # offers as parsed (blanks dropped)
         scope["user"] = identity.user
         scope["wsauth"] = {
             "method": identity.method,
