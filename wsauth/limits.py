@@ -167,17 +167,13 @@ async def _store(
         return hits, peeks, places, {}
     cache, client = shared
     own_markers = list(markers)
-    keys = [cache.make_key(k) for k, _ in incr] + [cache.make_key(k) for k in get]
-    keys += [cache.make_key(k) for k in own_markers]
-    args: list[Any] = [len(incr), len(get), len(own_markers), 0, 0]
-    if slot is not None:
-        keys.append(cache.make_key(slot[0]))
-        now, lease = time.time(), conf.socket_lease
-        args += [slot[1], repr(now), repr(now - lease), int(lease) + 1]
-    else:
-        args += ["", 0, 0, 0]
-    args += [max(1, round(window)) for _, window in incr]
-    hits, peeks, values, _, places = await stores.batch(cache, client).run((keys, args))
+    made = stores.request(
+        incr=[(cache.make_key(k), max(1, round(window))) for k, window in incr],
+        get=[cache.make_key(k) for k in get],
+        marks=[cache.make_key(k) for k in own_markers],
+        place=(cache.make_key(slot[0]), slot[1], conf.socket_lease) if slot else None,
+    )
+    hits, peeks, values, _, places = await stores.batch(cache, client).run(made)
     found = {k: stores.loads(cache, v) for k, v in zip(own_markers, values, strict=True) if v}
     return [int(h) for h in hits], [int(p or 0) for p in peeks], int(places), found
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -180,6 +181,32 @@ RELEASE_DELAY = 0.02
 Request = tuple[list[str], list[Any]]
 
 
+def request(
+    *,
+    incr: Sequence[tuple[str, int]] = (),
+    get: Sequence[str] = (),
+    marks: Sequence[str] = (),
+    take: Sequence[str] = (),
+    free: Sequence[tuple[str, str]] = (),
+    place: tuple[str, str, float] | None = None,
+) -> Request:
+    """One request in ``SCRIPT``'s layout, from made keys: ``incr`` (key, window seconds),
+    ``get``, ``marks``, ``take`` (GETDEL), ``free`` (key, member) and ``place`` (key,
+    member, lease seconds). Its reply: hits, peeks, markers, taken values, places."""
+    keys = [key for key, _ in incr] + [*get, *marks, *take] + [key for key, _ in free]
+    args: list[Any] = [len(incr), len(get), len(marks), len(take), len(free)]
+    if place is None:
+        args += ["", 0, 0, 0]
+    else:
+        key, member, lease = place
+        now = time.time()
+        keys.append(key)
+        args += [member, repr(now), repr(now - lease), int(lease) + 1]
+    args += [window for _, window in incr]
+    args += [member for _, member in free]
+    return keys, args
+
+
 class Batch:
     """Script calls to one Redis from one event loop, sent together (group commit): a
     request goes at once when no call is in flight, else with every request that arrived
@@ -214,7 +241,7 @@ class Batch:
         """``GETDEL key``: a plain command when nothing is in flight (cheaper than the
         script for one key), else a request in the next call."""
         if self.busy:
-            _, _, _, (value,), _ = await self.run(([key], [0, 0, 0, 1, 0, "", 0, 0, 0]))
+            _, _, _, (value,), _ = await self.run(request(take=[key]))
             return value
         self.busy = True
         try:
@@ -267,9 +294,7 @@ class Batch:
             self.timer.cancel()
             self.timer = None
         if freed:  # first: a place given back before an admission counts as free in it
-            keys = [key for key, _ in freed]
-            args = [0, 0, 0, 0, len(freed), "", 0, 0, 0, *(member for _, member in freed)]
-            requests = [(keys, args), *requests]
+            requests = [request(free=freed), *requests]
         keys, args = [], [len(requests)]
         for request_keys, request_args in requests:
             keys += request_keys
@@ -293,8 +318,8 @@ _batches: dict[int, Batch] = {}
 
 
 def batch(cache: RedisCache, client: Any) -> Batch:
-    """The ``Batch`` of ``client`` (from ``async_redis``) on the running loop."""
+    """The ``Batch`` of ``client`` (from ``async_redis``, which makes one per event loop)."""
     known = _batches.get(id(client))
-    if known is None or known.client is not client or known.loop is not asyncio.get_running_loop():
+    if known is None or known.client is not client:
         known = _batches[id(client)] = Batch(asyncio.get_running_loop(), cache, client)
     return known
