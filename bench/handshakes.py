@@ -8,10 +8,12 @@ instructions under callgrind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import subprocess
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -226,8 +228,22 @@ def _dump(server: Daphne, out: Path) -> int:
     raise RuntimeError("callgrind dump did not appear")
 
 
-async def instructions(server: Daphne, out: Path, work: Any, n: int) -> tuple[float, float]:
+@contextlib.asynccontextmanager
+async def callgrind_server(ctx: Context, label: str, app: str) -> AsyncIterator[Daphne]:
+    """A Daphne of ``app`` under valgrind for the block, its counts in a file of its own."""
+    out = ctx.project.dir / f"callgrind-{label}.out"
+    print(f"  callgrind: starting {label} under valgrind...", flush=True)
+    server = Daphne(ctx.project, app, callgrind_out=out).start(timeout=600)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def instructions(server: Daphne, work: Any, n: int) -> tuple[float, float]:
     """Instructions per unit of ``work`` (n units), minus an idle run as long as the work."""
+    out = server.callgrind_out
+    assert out is not None, "not started under callgrind"
     _callgrind_control("-z", str(server.pid))
     start = time.perf_counter()
     await work()
@@ -258,10 +274,7 @@ async def run_callgrind(ctx: Context, creds: Credentials) -> None:
     per: dict[str, float] = {}
     raw: dict[str, Any] = {"handshakes": n}
     for variant, app in apps.items():
-        out = ctx.project.dir / f"callgrind-{variant}.out"
-        print(f"  callgrind: starting {variant} under valgrind...", flush=True)
-        server = Daphne(ctx.project, app, callgrind_out=out).start(timeout=600)
-        try:
+        async with callgrind_server(ctx, variant, app) as server:
 
             async def first(variant: str = variant, port: int = server.port) -> None:
                 await cycle(port, (await creds.make(variant, 1, 1))[0])
@@ -279,7 +292,7 @@ async def run_callgrind(ctx: Context, creds: Credentials) -> None:
                     for _ in range(n):
                         tickets.append(await post_ticket(port, token))
 
-                post, _ = await instructions(server, out, posts, n)
+                post, _ = await instructions(server, posts, n)
                 per["ticket POST"] = post
                 batch = [Cred(path=f"/ws/echo/?ticket={t}") for t in tickets]
             else:
@@ -288,10 +301,8 @@ async def run_callgrind(ctx: Context, creds: Credentials) -> None:
             async def work(batch: list[Cred] = batch, port: int = server.port) -> None:
                 await cycles(port, batch, 1)
 
-            per[variant], idle_rate = await instructions(server, out, work, n)
+            per[variant], idle_rate = await instructions(server, work, n)
             raw[f"{variant}_idle_instructions_per_s"] = idle_rate
-        finally:
-            server.stop()
     raw["per_handshake"] = per
     res.raw["callgrind"] = raw
     for variant in apps:

@@ -12,10 +12,9 @@ from functools import partial
 from typing import Any
 
 from .context import Context
-from .handshakes import instructions, retried
+from .handshakes import callgrind_server, instructions, retried
 from .load import Cred, echo_round_trips, open_ws, token_cred
 from .report import median, ratios
-from .servers import Daphne
 from .wsclient import WS
 
 SECTION = "messages"
@@ -100,10 +99,7 @@ async def run_callgrind(ctx: Context, creds: dict[str, Cred]) -> None:
     """Instructions per echo round trip on one socket, bare and wsauth, under valgrind."""
     per: dict[str, float] = {}
     for name in ("bare", "wsauth"):
-        out = ctx.project.dir / f"callgrind-messages-{name}.out"
-        print(f"  callgrind: starting {name} under valgrind...", flush=True)
-        server = Daphne(ctx.project, name, callgrind_out=out).start(timeout=600)
-        try:
+        async with callgrind_server(ctx, f"messages-{name}", name) as server:
             ws = await retried(partial(open_ws, server.port, creds[name]))
             await ws.recv()  # the greeting
             await echo_round_trips(ws, 50)  # warm-up
@@ -111,10 +107,8 @@ async def run_callgrind(ctx: Context, creds: dict[str, Cred]) -> None:
             async def work(ws: WS = ws) -> None:
                 await echo_round_trips(ws, CALLGRIND_MESSAGES)
 
-            per[name], _ = await instructions(server, out, work, CALLGRIND_MESSAGES)
+            per[name], _ = await instructions(server, work, CALLGRIND_MESSAGES)
             await ws.close()
-        finally:
-            server.stop()
     ctx.results.raw["callgrind_messages"] = {"messages": CALLGRIND_MESSAGES, "per_message": per}
     ratio = per["wsauth"] / per["bare"]
     res = ctx.results
