@@ -1,9 +1,11 @@
 """Abuse limits through real Daphne processes sharing a real Redis: handshakes and
-failures per address (4429, logged once), sockets per user across processes, frame size
-(4009) and rate (4429), X-Forwarded-For only from trusted proxies, slow authentication."""
+failures per address (4429, logged once), sockets per user across processes (first-frame
+sockets included), frame size (4009) and rate (4429), X-Forwarded-For only from trusted
+proxies, slow authentication."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -145,6 +147,43 @@ def test_sockets_per_user_across_processes(stack: Stack) -> None:
     while attempt(b, token) != "ok":
         assert time.monotonic() < deadline, "places were not released"
         time.sleep(0.2)
+
+
+def first_frame(server: DaphneServer, token: str, sockets: ExitStack) -> Any:
+    """A socket on the first-frame route authenticated in band: "ok" (the socket stays
+    open until ``sockets`` closes) or the close code."""
+    ws = sockets.enter_context(
+        connect(server.ws + "/ws/echo/inband/", subprotocols=["chat"], open_timeout=5)
+    )
+    ws.send(json.dumps({"type": "wsauth.auth", "token": token}))
+    try:
+        first = ws.recv(timeout=5)
+    except ConnectionClosed as closed:
+        assert closed.rcvd is not None
+        return closed.rcvd.code
+    return "ok" if first.startswith("Hello ") else first
+
+
+def test_first_frame_sockets_take_the_users_places(stack: Stack) -> None:
+    server = stack.make(MAX_SOCKETS_PER_USER=2)
+    token = stack.issuer.token(sub="inband-" + uuid.uuid4().hex[:6])
+    with ExitStack() as sockets:
+        assert [first_frame(server, token, sockets) for _ in range(3)] == ["ok", "ok", 4429]
+        assert attempt(server, token) == 4429  # by handshake too: the same places
+    assert "MAX_SOCKETS_PER_USER" in server.log()
+    # Closed first-frame sockets give their places back.
+    deadline = time.monotonic() + 5
+    while attempt(server, token) != "ok":
+        assert time.monotonic() < deadline, "places were not released"
+        time.sleep(0.2)
+
+
+def test_refused_first_frames_count_as_failed_authentications(stack: Stack) -> None:
+    server = stack.make(FAILED_AUTH_RATE="2/minute")
+    bad = stack.issuer.token()[:-8] + "AAAAAAAA"
+    with ExitStack() as sockets:
+        assert [first_frame(server, bad, sockets) for _ in range(2)] == [4401, 4401]
+    assert attempt(server, stack.issuer.token()) == 4429
 
 
 def test_frame_size_and_rate_per_socket(stack: Stack) -> None:

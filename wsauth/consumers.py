@@ -19,9 +19,8 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import close_codes, revoke
+from . import close_codes, limits, revoke
 from .conf import get_conf
-from .limits import limits
 from .tokens import TokenError, validate_access_token
 from .users import UserRefused, display_name, user_for_claims
 
@@ -54,6 +53,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
     _msg_allowance = -1.0  # frames this socket may send now (a token bucket); -1: unset
     _msg_stamp = 0.0
     _closing = False
+    _slot: limits.SocketSlot | None = None  # the user's socket place, first-frame auth only
 
     def __init__(self, *args: Any, first_message_auth: bool | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -101,6 +101,9 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         if self._revocation_groups:
             revoke.leave(self, self._revocation_groups)
             self._revocation_groups = ()
+        slot, self._slot = self._slot, None
+        if slot is not None:
+            await asyncio.shield(slot.release())
         await super().websocket_disconnect(message)
 
     async def _join_revocation_groups(self) -> None:
@@ -178,7 +181,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
                 size = len(text.encode("utf-8", "surrogatepass"))
             if size > limit:
                 return close_codes.MESSAGE_TOO_BIG, f"frame of {size} bytes > {limit}"
-        rate = limits(conf).message
+        rate = limits.limits(conf).message
         if rate is not None:
             count, period = rate
             now = time.monotonic()
@@ -218,26 +221,48 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
     async def _error(self, error: str, detail: str) -> None:
         await self.send(text_data=_frame(type="wsauth.error", error=error, detail=detail))
 
-    async def _verify(self, frame: dict[str, Any]) -> tuple[Any, Any] | None:
-        """Verify a control frame's token; close 4401/4403 and return None if refused."""
+    async def _verify(self, frame: dict[str, Any], admit: bool = False) -> tuple[Any, Any] | None:
+        """Verify a control frame's token; close 4401/4403 and return None if refused.
+        With ``admit`` (first-frame authentication), the same checks as a handshake with
+        credentials: a refused token counts against ``FAILED_AUTH_RATE``, and the socket
+        takes one of the user's ``MAX_SOCKETS_PER_USER`` places (4429 when none is free)."""
+        conf = get_conf()
         token = frame.get("token")
         try:
             if not isinstance(token, str):
                 raise TokenError("malformed", "the frame has no 'token' string")
             verified = await validate_access_token(token)
         except TokenError as exc:
+            if admit:
+                await self._count_failure()
             await self.close_for(close_codes.CREDENTIAL_INVALID, f"{exc.reason}: {exc.detail}")
             return None
         try:
             user = await user_for_claims(verified.claims)
-            await revoke.check(user, verified.claims, None)
+            if admit:  # the handshake was counted against its address when it came in
+                address = limits.client_address(self.scope, conf)
+                self._slot = await limits.admit(
+                    user, verified.claims, None, address, conf, count_handshake=False
+                )
+            else:
+                await revoke.check(user, verified.claims, None)
         except (UserRefused, revoke.Revoked) as exc:
             await self.close_for(close_codes.FORBIDDEN, exc.detail)
             return None
+        except limits.Limited as exc:
+            await self.close_for(close_codes.RATE_LIMITED, exc.detail)
+            return None
         return verified, user
 
+    async def _count_failure(self) -> None:
+        conf = get_conf()
+        try:
+            await limits.record_failure(limits.client_address(self.scope, conf), conf)
+        except Exception as exc:  # the store is down: the refusal stands anyway
+            logger.error("wsauth: cannot count a failed authentication: %s", exc)
+
     async def _authenticate_first_message(self, frame: dict[str, Any]) -> None:
-        result = await self._verify(frame)
+        result = await self._verify(frame, admit=True)
         if result is None:
             return
         verified, user = result

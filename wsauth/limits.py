@@ -331,15 +331,19 @@ async def admit(
     issued_at: float | None,
     address: str,
     conf: Conf,
+    *,
+    count_handshake: bool = True,
 ) -> SocketSlot | None:
     """After authentication, in one round trip: count the handshake against its address
     (``Limited``), refuse a revoked credential (``revoke.Revoked``), and take one of the
-    user's ``MAX_SOCKETS_PER_USER`` places (``Limited``)."""
+    user's ``MAX_SOCKETS_PER_USER`` places (``Limited``). Without ``count_handshake`` (a
+    socket authenticated by its first frame: its handshake was counted then), only the
+    last two."""
     rules = limits(conf)
     slot = None
     if rules.sockets_per_user is not None and getattr(user, "is_authenticated", False):
         slot = (f"wsauth:sockets:{user.pk}", uuid.uuid4().hex)
-    incr, get = _address_ops(address, rules, failed=False)
+    incr, get = _address_ops(address, rules, failed=False) if count_handshake else ([], [])
     keys = revoke.marker_keys(user.pk, claims) if conf.revocation_check else {}
     if not (slot or incr or get or keys):
         return None
