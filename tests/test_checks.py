@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import socket
+import socketserver
 import subprocess
 import sys
+import threading
+import uuid
+from collections.abc import Iterator
 
 import pytest
 
 from tests.daphne import ROOT, project_env
 from wsauth import conf as wsauth_conf
-from wsauth.checks import check_settings
+from wsauth.checks import check_redis_version, check_settings
 
 REDIS_LAYER = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
 
@@ -103,3 +108,72 @@ def test_manage_py_check(env, expected, tmp_path):
     assert result.returncode == expected, result.stderr
     if expected:
         assert "wsauth.E003" in result.stderr and "AUDIENCE" in result.stderr
+
+
+# -- check --deploy: the Redis version -------------------------------------------------------
+
+
+class OldRedis(socketserver.StreamRequestHandler):
+    """Answers like a Redis 6.2 server with a password: ``AUTH`` accepted, ``INFO`` with its
+    version, an error to anything else (as 6.2 answers redis-py's ``CLIENT SETINFO``)."""
+
+    def handle(self) -> None:
+        while line := self.rfile.readline():
+            if not line.startswith(b"*"):
+                continue
+            words = []
+            for _ in range(int(line[1:])):
+                size = int(self.rfile.readline()[1:])
+                words.append(self.rfile.read(size + 2)[:-2].upper())
+            if words[:1] == [b"INFO"]:
+                body = b"# Server\r\nredis_version:6.2.14\r\nredis_mode:standalone\r\n"
+                self.wfile.write(b"$%d\r\n%s\r\n" % (len(body), body))
+            elif words[:1] == [b"AUTH"]:
+                self.wfile.write(b"+OK\r\n")
+            else:
+                self.wfile.write(b"-ERR unknown command\r\n")
+
+
+@pytest.fixture
+def old_redis() -> Iterator[int]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), OldRedis)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def redis_ids(settings, location: str) -> list:
+    alias = f"redis-{uuid.uuid4().hex[:6]}"  # a new alias: stores keeps instances by alias
+    settings.CACHES = {
+        **settings.CACHES,
+        alias: {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": location},
+    }
+    settings.WSAUTH = {**settings.WSAUTH, "TICKET_CACHE": alias}
+    wsauth_conf.reset()
+    return check_redis_version()
+
+
+def test_deploy_check_passes_this_machines_redis(settings):
+    assert redis_ids(settings, "redis://127.0.0.1:6379/9") == []
+
+
+def test_deploy_check_refuses_redis_older_than_7(settings, old_redis):
+    [error] = redis_ids(settings, f"redis://:hunter2@127.0.0.1:{old_redis}/0")
+    assert error.id == "wsauth.E015"
+    assert "6.2.14" in error.msg and "7.0" in error.hint
+    assert "hunter2" not in error.msg
+
+
+def test_deploy_check_warns_when_redis_cannot_be_reached(settings):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    [warning] = redis_ids(settings, f"redis://127.0.0.1:{port}/0")
+    assert warning.id == "wsauth.W003" and str(port) in warning.msg
+
+
+def test_local_memory_stores_need_no_redis_check(settings):
+    wsauth_conf.reset()
+    assert check_redis_version() == []  # tests/settings.py: LocMemCache only

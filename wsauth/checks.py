@@ -187,3 +187,69 @@ def _check_stores(conf: Any) -> list[Any]:
             )
         )
     return errors
+
+
+#: The store's script uses ``GETDEL`` (Redis 6.2) and ``EXPIRE ... NX`` (7.0).
+MIN_REDIS = (7, 0)
+
+
+@register(Tags.caches, "wsauth", deploy=True)
+def check_redis_version(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """``check --deploy``: every Redis behind wsauth's caches is 7.0 or newer (an older
+    one fails every ticket and limit command at run time, with Redis's own error)."""
+    from django.core.cache.backends.redis import RedisCache
+
+    from . import stores
+
+    conf = get_conf()
+    known = getattr(settings, "CACHES", {})
+    found: list[Any] = []
+    seen: set[str] = set()
+    settings_of = {"TICKET_CACHE": conf.ticket_cache}
+    settings_of["REVOCATION_CACHE"] = conf.revocation_cache
+    settings_of["RATE_LIMIT_CACHE"] = conf.rate_limit_cache
+    for setting, alias in settings_of.items():
+        if alias not in known:
+            continue  # E011/E014
+        instance = stores.cache(alias)
+        if not isinstance(instance, RedisCache):
+            continue
+        for url in instance._servers:  # type: ignore[attr-defined]
+            if url in seen:
+                continue
+            seen.add(url)
+            found.extend(_check_redis(url, alias, setting))
+    return found
+
+
+def _check_redis(url: str, alias: str, setting: str) -> list[Any]:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2, protocol=2)
+    kwargs = client.connection_pool.connection_kwargs
+    where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"  # no password in it
+    try:
+        version = str(client.info("server")["redis_version"])
+    except Exception as exc:
+        return [
+            Warning(
+                f"Cannot reach the Redis at {where} (cache {alias!r}) to check its version: {exc}",
+                hint="Start Redis or fix the cache's LOCATION: handshakes with tickets are "
+                "refused while it is down.",
+                id="wsauth.W003",
+            )
+        ]
+    finally:
+        client.close()
+    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if parts < MIN_REDIS:
+        return [
+            Error(
+                f"The Redis at {where} (cache {alias!r}, WSAUTH['{setting}']) is {version}; "
+                "wsauth needs Redis 7.0 or newer (GETDEL, EXPIRE ... NX in its store script).",
+                hint=f"Upgrade Redis to 7.0+, or point WSAUTH['{setting}'] at a cache on a "
+                "newer Redis.",
+                id="wsauth.E015",
+            )
+        ]
+    return []
