@@ -24,6 +24,8 @@ from urllib.parse import parse_qs
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
+from django.conf import settings as django_settings
+from django.test import override_settings
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -366,10 +368,11 @@ header_values = st.one_of(
 @example({"alg": "RS256", "typ": "application/AT+JWT"}, "strict")
 @example({"alg": "none"}, "default")
 @example({"alg": ["RS256"]}, "default")
-def test_check_header_only_token_error_escapes(settings, header, policy):
-    settings.WSAUTH = {**settings.WSAUTH, "TYP_POLICY": policy}
-    wsauth_conf.reset()
-    conf = get_conf()
+def test_check_header_only_token_error_escapes(header, policy):
+    # A setting per example, undone after it: the ``settings`` fixture would stack one
+    # override per example (a RecursionError past about 1,000 examples).
+    with override_settings(WSAUTH={**django_settings.WSAUTH, "TYP_POLICY": policy}):
+        conf = get_conf()
     try:
         alg, kid = check_header(header, conf)
     except TokenError as exc:
