@@ -225,3 +225,122 @@ async def test_admission_reads_revocation_markers_in_either_store(
     await stores.run(revoke._mark, "user", user.pk)
     with pytest.raises(revoke.Revoked):
         await limits.admit(user, claims, None, "10.0.2.1", conf)
+
+
+# -- a ticket handshake: redemption and admission in one request ------------------------------
+
+
+@pytest.fixture
+def one_redis(settings, redis_url):
+    """Tickets, limits and revocation markers in one Redis (the default layout: all in
+    TICKET_CACHE), with room for two sockets per user."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url},
+    }
+    settings.WSAUTH = {
+        **settings.WSAUTH,
+        "TICKET_CACHE": "shared",
+        "RATE_LIMIT_CACHE": None,
+        "REVOCATION_CACHE": None,
+        "MAX_SOCKETS_PER_USER": 2,
+    }
+    wsauth_conf.reset()
+    yield
+    wsauth_conf.reset()
+
+
+async def _ticket_handshake(ticket: str):
+    from channels.generic.websocket import AsyncWebsocketConsumer
+    from channels.testing import WebsocketCommunicator
+
+    from wsauth.middleware import WSAuthMiddlewareStack
+
+    class Accepting(AsyncWebsocketConsumer):
+        async def connect(self):
+            await self.accept()
+
+    comm = WebsocketCommunicator(
+        WSAuthMiddlewareStack(Accepting.as_asgi()), f"/ws/x/?ticket={ticket}"
+    )
+    connected, _ = await comm.connect(timeout=5)
+    return comm, connected
+
+
+async def _places(user) -> int:
+    from wsauth import limits, stores
+
+    cache, client = stores.async_redis("shared")
+    return await client.zcard(cache.make_key(limits._place_key(user.pk)))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_ticket_handshake_is_one_store_request(one_redis, script_calls):
+    from wsauth import stores, tickets
+
+    user = await _user("one-request")
+    ticket, _ = await tickets.issue({"uid": user.pk})
+    _, client = stores.async_redis("shared")
+    calls = script_calls(client)
+    plain = []
+    real_getdel = client.getdel
+    client.getdel = lambda *a: plain.append(a) or real_getdel(*a)
+    comm, connected = await _ticket_handshake(ticket)
+    assert connected
+    # One script call redeemed the ticket, counted the address and took the place.
+    assert len(calls) == 1 and plain == []
+    assert await _places(user) == 1
+    await comm.disconnect()
+    assert await _places(user) == 0  # given back at close
+    _, again = await _ticket_handshake(ticket)
+    assert not again  # and the ticket was used up
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_ticket_handshake_refused_after_redemption_gives_its_place_back(one_redis):
+    from asgiref.sync import sync_to_async
+
+    from wsauth import revoke, stores, tickets
+
+    user = await _user("refused-after")
+    # An inactive user: refused after the request that took the place.
+    ticket, _ = await tickets.issue({"uid": user.pk})
+    user.is_active = False
+    await user.asave()
+    _, connected = await _ticket_handshake(ticket)
+    assert not connected and await _places(user) == 0
+    # A revoked one: the marker the ticket named was read in the same request.
+    user.is_active = True
+    await user.asave()
+    ticket, _ = await tickets.issue({"uid": user.pk})
+    await sync_to_async(revoke._mark)("user", user.pk)
+    await stores.run(revoke.forget_user, user.pk)
+    _, connected = await _ticket_handshake(ticket)
+    assert not connected and await _places(user) == 0
+    # Sockets by ticket and by any other credential share the user's places.
+    await stores.cache("shared").adelete(revoke._key("user", user.pk))
+    first, ok_first = await _ticket_handshake((await tickets.issue({"uid": user.pk}))[0])
+    second, ok_second = await _ticket_handshake((await tickets.issue({"uid": user.pk}))[0])
+    assert ok_first and ok_second and await _places(user) == 2
+    third, _ = await _ticket_handshake((await tickets.issue({"uid": user.pk}))[0])
+    assert (await third.receive_output(timeout=5))["code"] == 4429  # accepted, then closed
+    assert await _places(user) == 2
+    await first.disconnect()
+    await second.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_ticket_that_names_no_keys_still_takes_a_place(one_redis):
+    """A ticket issued without the keys line (by an earlier version, during a rolling
+    deploy): the place is taken in a second request."""
+    from wsauth import stores, tickets
+
+    user = await _user("unnamed")
+    ticket, record = tickets._new({"uid": user.pk}, 30)
+    cache, client = stores.async_redis("shared")
+    key = cache.make_and_validate_key(tickets.store_key(ticket))
+    await client.set(key, stores.dumps(cache, record), ex=30)
+    comm, connected = await _ticket_handshake(ticket)
+    assert connected and await _places(user) == 1
+    await comm.disconnect()
+    assert await _places(user) == 0

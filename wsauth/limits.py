@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
 import threading
 import time
@@ -277,14 +278,19 @@ async def check_handshake(address: str, conf: Conf) -> None:
         raise limited
 
 
-async def record_failure(address: str, conf: Conf) -> Limited | None:
-    """Count a refused handshake from ``address`` (as a handshake and as a failure);
-    return ``Limited`` if the address was already over a limit (answer 4429, not 403)."""
+async def record_failure(address: str, conf: Conf, counted: bool = False) -> Limited | None:
+    """Count a refused handshake from ``address`` (as a handshake, unless ``counted``
+    already, and as a failure); return ``Limited`` if the address was already over a limit
+    (answer 4429, not 403)."""
     rules = limits(conf)
     incr, _ = _address_ops(address, rules, failed=True)
+    if counted and rules.handshake is not None:
+        incr = incr[1:]
     if not incr:
         return None
     hits, _, _, _ = await _store(conf, incr)
+    if counted:
+        return _judge_address(address, rules, 0, hits[-1] - 1 if rules.failures else 0)
     count, failures = _counts(rules, hits)
     return _judge_address(address, rules, count, failures - 1)
 
@@ -309,8 +315,9 @@ def _judge_address(address: str, rules: Limits, count: int, failures: int) -> Li
 class SocketSlot:
     """A user's place among their concurrent sockets; ``release()`` on disconnect."""
 
-    def __init__(self, key: str, member: str, conf: Conf) -> None:
-        self.key, self.member, self.conf = key, member, conf
+    def __init__(self, key: str, member: str, conf: Conf, made: bool = False) -> None:
+        """``made``: ``key`` is already the Redis key (a ticket named it)."""
+        self.key, self.member, self.conf, self.made = key, member, conf, made
 
     async def release(self) -> None:
         """Give the place back; returns once the store has it (with Redis, together with
@@ -319,10 +326,16 @@ class SocketSlot:
         if shared is None:
             _local.remove_member(self.key, self.member)
         else:  # shielded: the future is shared with other sockets
+            cache, client = shared
+            key = self.key if self.made else cache.make_key(self.key)
             try:
-                await asyncio.shield(stores.batch(*shared).give_back(self.key, self.member))
+                await asyncio.shield(stores.batch(cache, client).give_back(key, self.member))
             except Exception as exc:  # the place lapses after SOCKET_LEASE
                 _store_down(exc)
+
+
+def _place_key(user_pk: Any) -> str:
+    return f"wsauth:sockets:{user_pk}"
 
 
 async def admit(
@@ -342,7 +355,7 @@ async def admit(
     rules = limits(conf)
     slot = None
     if rules.sockets_per_user is not None and getattr(user, "is_authenticated", False):
-        slot = (f"wsauth:sockets:{user.pk}", uuid.uuid4().hex)
+        slot = (_place_key(user.pk), uuid.uuid4().hex)
     incr, get = _address_ops(address, rules, failed=False) if count_handshake else ([], [])
     keys = revoke.marker_keys(user.pk, claims) if conf.revocation_check else {}
     if not (slot or incr or get or keys):
@@ -365,8 +378,27 @@ async def admit(
     if keys and not together:
         found = await revoke.read_markers(keys)
     socket_slot = SocketSlot(slot[0], slot[1], conf) if slot is not None and places else None
+    return await _judge(
+        user, claims, issued_at, address, rules, hits + peeks, places, found, keys, socket_slot
+    )
+
+
+async def _judge(
+    user: Any,
+    claims: dict[str, Any] | None,
+    issued_at: float | None,
+    address: str,
+    rules: Limits,
+    counts: list[int],
+    places: int,
+    found: dict[str, Any],
+    keys: dict[str, str],
+    socket_slot: SocketSlot | None,
+) -> SocketSlot | None:
+    """An admission's verdict from the store's answer: the address limits, revocation,
+    then the user's places; a place taken for a refused socket is given back."""
     try:
-        limited = _judge_address(address, rules, *_counts(rules, hits + peeks))
+        limited = _judge_address(address, rules, *_counts(rules, counts))
         if limited is not None:
             raise limited
         await revoke.settle(found, keys, user.pk, revoke.issued_at_of(claims, issued_at))
@@ -382,6 +414,121 @@ async def admit(
             await socket_slot.release()
         raise
     return socket_slot
+
+
+# -- a ticket handshake: redemption and admission in one request ------------------------------
+
+
+def _shared_client(conf: Conf) -> tuple[Any, Any] | None:
+    """The limits' Redis when tickets live in it too (the default: both in TICKET_CACHE)."""
+    mine = stores.async_redis(conf.rate_limit_cache)
+    tickets = stores.async_redis(conf.ticket_cache)
+    return mine if mine is not None and tickets is not None and mine[1] is tickets[1] else None
+
+
+def ticket_keys(user_pk: Any, claims: dict[str, Any] | None) -> list[str] | None:
+    """At issue: the made keys the redeeming handshake's request needs, the user's socket
+    place first, then the revocation markers when they are in the same Redis; None when
+    tickets and limits are in different stores (the handshake then makes two requests)."""
+    conf = get_conf()
+    shared = _shared_client(conf) if user_pk is not None else None
+    if shared is None:
+        return None
+    cache = shared[0]
+    named = [cache.make_key(_place_key(user_pk))]
+    if _same_redis(conf.rate_limit_cache, conf.revocation_cache):
+        named += [cache.make_key(k) for k in revoke.marker_keys(user_pk, claims)]
+    return named
+
+
+@dataclass(slots=True)
+class TicketAdmission:
+    """The store's answer to a ticket handshake's one request (``redeem_admitting``)."""
+
+    raw: Any  # the redeemed value, or None
+    counts: list[int]  # the address counters, as for ``admit``
+    places: int  # the user's places, this socket's included; 0: none taken
+    marks: list[Any]  # the ticket's revocation markers, when read in the same request
+    slot: SocketSlot | None  # the place taken, to give back if the handshake is refused
+    named: bool  # the ticket named its keys (issued by this version, tickets and limits shared)
+    conf: Conf
+
+    async def release(self) -> None:
+        if self.slot is not None:
+            await self.slot.release()
+            self.slot = None
+
+
+def admits_tickets(conf: Conf) -> bool:
+    return _shared_client(conf) is not None
+
+
+async def redeem_admitting(key: str, address: str, conf: Conf) -> TicketAdmission:
+    """Redeem the ticket stored under ``key`` (made) and, in the same request, count the
+    handshake against ``address``, take a place in the user's sockets and read the
+    revocation markers the ticket names (``ticket_keys``). Raises when the store is down."""
+    shared = _shared_client(conf)
+    assert shared is not None, "admits_tickets() is False"
+    cache, client = shared
+    rules = limits(conf)
+    incr, get = _address_ops(address, rules, failed=False)
+    member = uuid.uuid4().hex if rules.sockets_per_user is not None else None
+    together = conf.revocation_check and _same_redis(conf.rate_limit_cache, conf.revocation_cache)
+    made = stores.request(
+        incr=[(cache.make_key(k), max(1, round(window))) for k, window in incr],
+        get=[cache.make_key(k) for k in get],
+        ticket=(key, member, conf.socket_lease, together),
+    )
+    hits, peeks, marks, (raw,), places = await stores.batch(cache, client).run(made)
+    named = isinstance(raw, bytes) and raw.startswith(b"[")
+    slot = None
+    if member is not None and places and named:
+        place = json.loads(raw[: raw.index(b"\n")])[0]
+        slot = SocketSlot(place, member, conf, made=True)
+    counts = [int(h) for h in hits] + [int(p or 0) for p in peeks]
+    return TicketAdmission(raw, counts, int(places), list(marks), slot, named, conf)
+
+
+async def conclude(
+    admission: TicketAdmission,
+    user: Any,
+    claims: dict[str, Any] | None,
+    issued_at: float | None,
+    address: str,
+) -> SocketSlot | None:
+    """``admit``'s verdict for a ticket handshake whose request was ``redeem_admitting``."""
+    conf = admission.conf
+    if not admission.named:  # a ticket that names no keys: admit the user apart
+        rules = limits(conf)
+        limited = _judge_address(address, rules, *_counts(rules, admission.counts))
+        if limited is not None:
+            raise limited
+        return await admit(user, claims, issued_at, address, conf, count_handshake=False)
+    keys = revoke.marker_keys(user.pk, claims) if conf.revocation_check else {}
+    found: dict[str, Any] = {}
+    shared = stores.async_redis(conf.rate_limit_cache)
+    if keys and shared is not None and len(admission.marks) == len(keys):
+        cache = shared[0]
+        found = {k: stores.loads(cache, v) for k, v in zip(keys, admission.marks, strict=True) if v}
+    elif keys:  # another store, or a ticket issued before its user's markers were named
+        try:
+            found = await revoke.read_markers(keys)
+        except revoke.Revoked:
+            await admission.release()
+            raise
+    slot, admission.slot = admission.slot, None
+    return await _judge(
+        user,
+        claims,
+        issued_at,
+        address,
+        limits(conf),
+        admission.counts,
+        admission.places,
+        found,
+        keys,
+        slot,
+    )
 
 
 def _same_redis(alias: str, other: str) -> bool:

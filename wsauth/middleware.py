@@ -66,10 +66,13 @@ async def _limit(receive: Any, send: Any, scope: dict[str, Any], conf: Conf) -> 
             return
 
 
-async def authenticate(scope: dict[str, Any], conf: Conf) -> tuple[Identity | None, Handshake]:
+async def authenticate(
+    scope: dict[str, Any], conf: Conf, address: str = "-"
+) -> tuple[Identity | None, Handshake]:
     """Run the origin gate and the authenticators, or raise ``Refused``. The identity is
     ``None`` when the handshake carries no credentials at all."""
     handshake = Handshake.parse(scope, conf)
+    handshake.address = address
     if handshake.origin is None:
         if conf.require_origin:
             raise Refused("origin_required", "no Origin header and REQUIRE_ORIGIN is on")
@@ -142,14 +145,23 @@ class WSAuthMiddleware:
         slot = None
         try:
             async with asyncio.timeout(conf.handshake_timeout):
-                identity, handshake = await authenticate(scope, conf)
+                identity, handshake = await authenticate(scope, conf, address)
                 if identity is None:
                     await limits.check_handshake(address, conf)
                 else:
                     try:  # address limits, revocation, the user's socket places: one trip
-                        slot = await limits.admit(
-                            identity.user, identity.claims, identity.issued_at, address, conf
-                        )
+                        if identity.admission is not None:  # made with the ticket's redemption
+                            slot = await limits.conclude(
+                                identity.admission,
+                                identity.user,
+                                identity.claims,
+                                identity.issued_at,
+                                address,
+                            )
+                        else:
+                            slot = await limits.admit(
+                                identity.user, identity.claims, identity.issued_at, address, conf
+                            )
                     except Revoked as exc:
                         raise Refused(exc.reason, exc.detail, credential=handshake.token) from exc
         except limits.Limited as limited:
@@ -226,7 +238,7 @@ class WSAuthMiddleware:
     ) -> None:
         """Count the failure; a client already over a limit gets 4429 (back off), the
         others 403 with the reason in the log."""
-        limited = await self._record_failure(address, conf)
+        limited = await self._record_failure(address, conf, refused.counted)
         if limited is not None:
             if limited.first:
                 self._log_refusal(scope, Refused(limited.reason, limited.detail), address)
@@ -235,9 +247,11 @@ class WSAuthMiddleware:
         return await _deny(receive, send)
 
     @staticmethod
-    async def _record_failure(address: str, conf: Conf) -> limits.Limited | None:
+    async def _record_failure(
+        address: str, conf: Conf, counted: bool = False
+    ) -> limits.Limited | None:
         try:
-            return await limits.record_failure(address, conf)
+            return await limits.record_failure(address, conf, counted)
         except Exception as exc:  # the store is down: the refusal stands anyway
             logger.error("wsauth: cannot count a failed handshake: %s", exc)
             return None

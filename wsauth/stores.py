@@ -127,8 +127,12 @@ def _serializer(instance: RedisCache) -> Any:
 #: counters to read (GET), revocation markers (MGET), tickets to redeem (GETDEL), socket
 #: places given back (ZREM) and a user's socket place (a sorted set by time, entries older
 #: than the lease dropped). ARGV: the number of requests, then per request its five
-#: counts, its place (member, now, cutoff, TTL; member '' for none), one window per INCR
-#: key and one member per ZREM key; KEYS in the same order, the place's last. Measured:
+#: counts, its place (member, now, cutoff, TTL; member '' for none), its ticket mode, one
+#: window per INCR key and one member per ZREM key; KEYS in the same order, the place's
+#: last. Ticket mode 1 or 2: the one redeemed value is a ticket that names, on its first
+#: line (a JSON list written at issue), its user's place key and revocation markers; the
+#: place is taken there (mode 2: the markers read too), so a ticket handshake is one
+#: request like any other, and nothing is taken for a ticket that is gone. Measured:
 #: eight pipelined commands cost redis-py about twice the client CPU of one script call.
 SCRIPT = """
 local out = {}
@@ -137,7 +141,8 @@ for r = 1, tonumber(ARGV[1]) do
   local n_incr, n_get, n_marks = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local n_take, n_free = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   local member, now, cutoff, ttl = ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
-  a = a + 9
+  local mode = tonumber(ARGV[a + 9])
+  a = a + 10
   local hits, peeks, marks, taken = {}, {}, {}, {}
   for j = 1, n_incr do
     hits[j] = redis.call('INCR', KEYS[k])
@@ -160,13 +165,27 @@ for r = 1, tonumber(ARGV[1]) do
     redis.call('ZREM', KEYS[k], ARGV[a])
     k, a = k + 1, a + 1
   end
-  local count = 0
-  if member ~= '' then
-    redis.call('ZREMRANGEBYSCORE', KEYS[k], '-inf', cutoff)
-    redis.call('ZADD', KEYS[k], now, member)
-    count = redis.call('ZCARD', KEYS[k])
-    redis.call('EXPIRE', KEYS[k], ttl)
+  local place = nil
+  if mode > 0 then
+    local ticket = taken[1]
+    local line = ticket and string.sub(ticket, 1, 1) == '[' and string.find(ticket, '\\n', 1, true)
+    if line then
+      local named = cjson.decode(string.sub(ticket, 1, line - 1))
+      place = named[1]
+      if mode == 2 and #named > 1 then
+        marks = redis.call('MGET', unpack(named, 2))
+      end
+    end
+  elseif member ~= '' then
+    place = KEYS[k]
     k = k + 1
+  end
+  local count = 0
+  if member ~= '' and place then
+    redis.call('ZREMRANGEBYSCORE', place, '-inf', cutoff)
+    redis.call('ZADD', place, now, member)
+    count = redis.call('ZCARD', place)
+    redis.call('EXPIRE', place, ttl)
   end
   out[r] = {hits, peeks, marks, taken, count}
 end
@@ -189,10 +208,18 @@ def request(
     take: Sequence[str] = (),
     free: Sequence[tuple[str, str]] = (),
     place: tuple[str, str, float] | None = None,
+    ticket: tuple[str, str | None, float, bool] | None = None,
 ) -> Request:
     """One request in ``SCRIPT``'s layout, from made keys: ``incr`` (key, window seconds),
     ``get``, ``marks``, ``take`` (GETDEL), ``free`` (key, member) and ``place`` (key,
-    member, lease seconds). Its reply: hits, peeks, markers, taken values, places."""
+    member, lease seconds); or, instead of ``take`` and ``place``, ``ticket`` (key, member
+    or None, lease, read its markers): redeem it and take the place it names. Its reply:
+    hits, peeks, markers, taken values, places."""
+    mode = 0
+    if ticket is not None:
+        take = [ticket[0]]
+        member, lease, mode = ticket[1], ticket[2], 2 if ticket[3] else 1
+        place = ("", member, lease) if member else None
     keys = [key for key, _ in incr] + [*get, *marks, *take] + [key for key, _ in free]
     args: list[Any] = [len(incr), len(get), len(marks), len(take), len(free)]
     if place is None:
@@ -200,8 +227,10 @@ def request(
     else:
         key, member, lease = place
         now = time.time()
-        keys.append(key)
+        if not mode:
+            keys.append(key)
         args += [member, repr(now), repr(now - lease), int(lease) + 1]
+    args.append(mode)
     args += [window for _, window in incr]
     args += [member for _, member in free]
     return keys, args
@@ -250,9 +279,9 @@ class Batch:
             self._idle()
 
     def give_back(self, key: str, member: str) -> asyncio.Future[None]:
-        """Queue a socket place; the future is done once a call carrying it has returned
-        (with the call's exception if it failed)."""
-        self.freed.append((self.cache.make_key(key), member))
+        """Queue a socket place (its made key); the future is done once a call carrying it
+        has returned (with the call's exception if it failed)."""
+        self.freed.append((key, member))
         if self.freed_sent is None:
             self.freed_sent = self.loop.create_future()
             self.timer = self.loop.call_later(RELEASE_DELAY, self._due)

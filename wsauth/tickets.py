@@ -7,17 +7,24 @@ one caller gets the value; Redis 6.2+) on the event loop; with other caches it r
 entry and then deletes it, and only the caller whose delete removed the entry wins
 (``cache.delete`` reports whether the key existed). Either way, of many simultaneous
 redeems exactly one succeeds.
+
+When the limits share the tickets' Redis (the default), ``issue`` writes a first line
+before the record: the made keys of the user's socket place and revocation markers
+(``limits.ticket_keys``). The handshake's store script then redeems the ticket and
+admits the socket in the same request (``limits.redeem_admitting``); ``decode`` drops
+the line.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import time
 from typing import Any
 
-from . import stores
+from . import limits, stores
 from .conf import get_conf
 
 TICKET_RE = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -27,7 +34,8 @@ class TicketStoreError(Exception):
     """The shared store is unreachable: callers answer 503 or refuse, never half-redeem."""
 
 
-def _key(ticket: str) -> str:
+def store_key(ticket: str) -> str:
+    """The ticket's cache key (before the cache's prefix): a digest, never the ticket."""
     return get_conf().ticket_key_prefix + hashlib.sha256(ticket.encode()).hexdigest()
 
 
@@ -49,7 +57,7 @@ def _valid(record: Any) -> dict[str, Any] | None:
 
 def _redeem_sync(ticket: str) -> dict[str, Any] | None:
     cache = stores.cache(get_conf().ticket_cache)
-    key = _key(ticket)
+    key = store_key(ticket)
     record = cache.get(key)
     if record is None or not cache.delete(key):
         return None
@@ -64,14 +72,28 @@ async def issue(data: dict[str, Any], ttl: int | None = None) -> tuple[str, int]
         shared = stores.async_redis(get_conf().ticket_cache)
         if shared is None:
             cache = stores.cache(get_conf().ticket_cache)
-            await stores.run(cache.set, _key(ticket), record, ttl)
+            await stores.run(cache.set, store_key(ticket), record, ttl)
         else:  # on the event loop: no thread hop (see stores.async_redis)
             cache, client = shared
-            key = cache.make_and_validate_key(_key(ticket))
-            await client.set(key, stores.dumps(cache, record), ex=ttl)
+            key = cache.make_and_validate_key(store_key(ticket))
+            value = stores.dumps(cache, record)
+            named = limits.ticket_keys(record.get("uid"), record.get("claims"))
+            if named is not None:  # for the redeeming handshake's store script
+                value = json.dumps(named).encode() + b"\n" + value
+            await client.set(key, value, ex=ttl)
     except Exception as exc:
         raise TicketStoreError(str(exc)) from exc
     return ticket, ttl
+
+
+def decode(cache: Any, raw: Any) -> dict[str, Any] | None:
+    """A redeemed Redis value's record (without the keys line ``issue`` put first), or
+    ``None`` if it is gone or expired."""
+    if raw is None:
+        return None
+    if isinstance(raw, bytes) and raw.startswith(b"["):
+        raw = raw[raw.index(b"\n") + 1 :]
+    return _valid(stores.loads(cache, raw))
 
 
 async def redeem(ticket: str) -> dict[str, Any] | None:
@@ -85,8 +107,8 @@ async def redeem(ticket: str) -> dict[str, Any] | None:
         # GETDEL: read and delete atomically, so only one caller gets the value; in the
         # store's script, with any other handshakes' requests waiting (stores.Batch).
         cache, client = shared
-        key = cache.make_and_validate_key(_key(ticket))
+        key = cache.make_and_validate_key(store_key(ticket))
         raw = await stores.batch(cache, client).take(key)
     except Exception as exc:
         raise TicketStoreError(str(exc)) from exc
-    return None if raw is None else _valid(stores.loads(cache, raw))
+    return decode(cache, raw)
