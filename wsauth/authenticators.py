@@ -164,7 +164,7 @@ class TicketAuthenticator(BaseAuthenticator):
                 user = await user_by_pk(record["uid"])
             except UserRefused as exc:
                 raise Refused(exc.reason, exc.detail, credential=ticket, counted=counted) from exc
-        except Refused:
+        except BaseException:  # refused, or the handshake timed out: give the place back
             if admission is not None:
                 await admission.release()
             raise
