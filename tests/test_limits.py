@@ -344,3 +344,19 @@ async def test_a_ticket_that_names_no_keys_still_takes_a_place(one_redis):
     assert connected and await _places(user) == 1
     await comm.disconnect()
     assert await _places(user) == 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_ticket_offered_by_five_handshakes_at_once_opens_one(one_redis):
+    """Replay through the handshake's own request: five handshakes with one ticket, most of
+    them in one script call, open one socket and take one place."""
+    import asyncio
+
+    from wsauth import tickets
+
+    user = await _user("five-at-once")
+    ticket, _ = await tickets.issue({"uid": user.pk})
+    results = await asyncio.gather(*(_ticket_handshake(ticket) for _ in range(5)))
+    opened = [comm for comm, connected in results if connected]
+    assert len(opened) == 1 and await _places(user) == 1
+    await opened[0].disconnect()
