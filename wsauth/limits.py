@@ -419,9 +419,12 @@ async def _judge(
 # -- a ticket handshake: redemption and admission in one request ------------------------------
 
 
-def _shared_client(conf: Conf) -> tuple[Any, Any] | None:
-    """The limits' Redis when tickets live in it too (the default: both in TICKET_CACHE)."""
+def shared_with_tickets(conf: Conf) -> tuple[Any, Any] | None:
+    """``(cache, client)`` of the limits' Redis when tickets live in it too (the default:
+    both in TICKET_CACHE), so a ticket handshake can be one request; else None."""
     mine = stores.async_redis(conf.rate_limit_cache)
+    if conf.ticket_cache == conf.rate_limit_cache:
+        return mine
     tickets = stores.async_redis(conf.ticket_cache)
     return mine if mine is not None and tickets is not None and mine[1] is tickets[1] else None
 
@@ -431,7 +434,7 @@ def ticket_keys(user_pk: Any, claims: dict[str, Any] | None) -> list[str] | None
     place first, then the revocation markers when they are in the same Redis; None when
     tickets and limits are in different stores (the handshake then makes two requests)."""
     conf = get_conf()
-    shared = _shared_client(conf) if user_pk is not None else None
+    shared = shared_with_tickets(conf) if user_pk is not None else None
     if shared is None:
         return None
     cache = shared[0]
@@ -459,16 +462,12 @@ class TicketAdmission:
             self.slot = None
 
 
-def admits_tickets(conf: Conf) -> bool:
-    return _shared_client(conf) is not None
-
-
 async def redeem_admitting(key: str, address: str, conf: Conf) -> TicketAdmission:
     """Redeem the ticket stored under ``key`` (made) and, in the same request, count the
     handshake against ``address``, take a place in the user's sockets and read the
     revocation markers the ticket names (``ticket_keys``). Raises when the store is down."""
-    shared = _shared_client(conf)
-    assert shared is not None, "admits_tickets() is False"
+    shared = shared_with_tickets(conf)
+    assert shared is not None, "tickets and limits are in different stores"
     cache, client = shared
     rules = limits(conf)
     incr, get = _address_ops(address, rules, failed=False)
@@ -532,5 +531,7 @@ async def conclude(
 
 
 def _same_redis(alias: str, other: str) -> bool:
+    if alias == other:
+        return stores.async_redis(alias) is not None
     mine, theirs = stores.async_redis(alias), stores.async_redis(other)
     return mine is not None and theirs is not None and mine[1] is theirs[1]
