@@ -338,7 +338,7 @@ async def test_a_ticket_that_names_no_keys_still_takes_a_place(one_redis):
     user = await _user("unnamed")
     ticket, record = tickets._new({"uid": user.pk}, 30)
     cache, client = stores.async_redis("shared")
-    key = cache.make_and_validate_key(tickets.store_key(ticket))
+    key = tickets.redis_key(cache, ticket)
     await client.set(key, stores.dumps(cache, record), ex=30)
     comm, connected = await _ticket_handshake(ticket)
     assert connected and await _places(user) == 1

@@ -16,8 +16,7 @@ from redis.exceptions import RedisError
 from . import limits
 from .conf import Conf
 from .logutil import mask
-from .tickets import TicketStoreError, decode, is_well_formed, redeem
-from .tickets import store_key as ticket_key
+from .tickets import TicketStoreError, decode, is_well_formed, redeem, redis_key
 from .tokens import TokenError, validate_access_token
 from .users import UserRefused, user_by_pk, user_for_claims
 
@@ -135,9 +134,8 @@ class TicketAuthenticator(BaseAuthenticator):
             shared = limits.shared_with_tickets(conf)
             if shared is not None and is_well_formed(ticket):
                 # One store request redeems, counts the address and takes the user's place.
-                # (make_key: validate_key only warns about memcached, char by char.)
-                key = shared[0].make_key(ticket_key(ticket))
-                admission = await limits.redeem_admitting(key, handshake.address, conf)
+                key = redis_key(shared[0], ticket)
+                admission = await limits.redeem_admitting(shared, key, handshake.address, conf)
                 record = decode(shared[0], admission.raw)
             else:
                 record = await redeem(ticket)

@@ -234,7 +234,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
             verified = await validate_access_token(token)
         except TokenError as exc:
             if admit:
-                await self._count_failure()
+                await limits.count_failure(limits.client_address(self.scope, conf), conf)
             await self.close_for(close_codes.CREDENTIAL_INVALID, f"{exc.reason}: {exc.detail}")
             return None
         try:
@@ -253,13 +253,6 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
             await self.close_for(close_codes.RATE_LIMITED, exc.detail)
             return None
         return verified, user
-
-    async def _count_failure(self) -> None:
-        conf = get_conf()
-        try:
-            await limits.record_failure(limits.client_address(self.scope, conf), conf)
-        except Exception as exc:  # the store is down: the refusal stands anyway
-            logger.error("wsauth: cannot count a failed authentication: %s", exc)
 
     async def _authenticate_first_message(self, frame: dict[str, Any]) -> None:
         result = await self._verify(frame, admit=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import threading
 import time
@@ -169,14 +168,21 @@ async def _store(
     cache, client = shared
     own_markers = list(markers)
     made = stores.request(
-        incr=[(cache.make_key(k), max(1, round(window))) for k, window in incr],
-        get=[cache.make_key(k) for k in get],
+        **_counters(cache, incr, get),
         marks=[cache.make_key(k) for k in own_markers],
         place=(cache.make_key(slot[0]), slot[1], conf.socket_lease) if slot else None,
     )
     hits, peeks, values, _, places = await stores.batch(cache, client).run(made)
     found = {k: stores.loads(cache, v) for k, v in zip(own_markers, values, strict=True) if v}
     return [int(h) for h in hits], [int(p or 0) for p in peeks], int(places), found
+
+
+def _counters(cache: Any, incr: Sequence[tuple[str, float]], get: Sequence[str]) -> dict[str, Any]:
+    """The ``incr`` and ``get`` arguments of ``stores.request``, as made keys."""
+    return {
+        "incr": [(cache.make_key(k), max(1, round(window))) for k, window in incr],
+        "get": [cache.make_key(k) for k in get],
+    }
 
 
 def _window_key(kind: str, ident: str, window: float) -> str:
@@ -238,13 +244,14 @@ def _drop_limits() -> None:
 
 
 def _address_ops(
-    address: str, rules: Limits, failed: bool
+    address: str, rules: Limits, failed: bool, count_handshake: bool = True
 ) -> tuple[list[tuple[str, float]], list[str]]:
-    """A handshake from ``address`` counts as one; a failed one as one failure too, else
-    the failures are only read."""
+    """A handshake from ``address`` counts as one (unless ``count_handshake`` is off: it
+    was counted already); a failed one as one failure too, else the failures are only
+    read."""
     incr: list[tuple[str, float]] = []
     get: list[str] = []
-    if rules.handshake is not None:
+    if rules.handshake is not None and count_handshake:
         incr.append((_window_key("hs", address, rules.handshake[1]), rules.handshake[1]))
     if rules.failures is not None:
         key = _window_key("fail", address, rules.failures[1])
@@ -283,9 +290,7 @@ async def record_failure(address: str, conf: Conf, counted: bool = False) -> Lim
     already, and as a failure); return ``Limited`` if the address was already over a limit
     (answer 4429, not 403)."""
     rules = limits(conf)
-    incr, _ = _address_ops(address, rules, failed=True)
-    if counted and rules.handshake is not None:
-        incr = incr[1:]
+    incr, _ = _address_ops(address, rules, failed=True, count_handshake=not counted)
     if not incr:
         return None
     hits, _, _, _ = await _store(conf, incr)
@@ -293,6 +298,16 @@ async def record_failure(address: str, conf: Conf, counted: bool = False) -> Lim
         return _judge_address(address, rules, 0, hits[-1] - 1 if rules.failures else 0)
     count, failures = _counts(rules, hits)
     return _judge_address(address, rules, count, failures - 1)
+
+
+async def count_failure(address: str, conf: Conf, counted: bool = False) -> Limited | None:
+    """``record_failure``, logging instead of raising when the store is down (the refusal
+    stands anyway)."""
+    try:
+        return await record_failure(address, conf, counted)
+    except Exception as exc:
+        logger.error("wsauth: cannot count a failed authentication: %s", exc)
+        return None
 
 
 def _judge_address(address: str, rules: Limits, count: int, failures: int) -> Limited | None:
@@ -462,30 +477,28 @@ class TicketAdmission:
             self.slot = None
 
 
-async def redeem_admitting(key: str, address: str, conf: Conf) -> TicketAdmission:
-    """Redeem the ticket stored under ``key`` (made) and, in the same request, count the
-    handshake against ``address``, take a place in the user's sockets and read the
-    revocation markers the ticket names (``ticket_keys``). Raises when the store is down."""
-    shared = shared_with_tickets(conf)
-    assert shared is not None, "tickets and limits are in different stores"
+async def redeem_admitting(
+    shared: tuple[Any, Any], key: str, address: str, conf: Conf
+) -> TicketAdmission:
+    """Redeem the ticket stored under ``key`` (made) in ``shared_with_tickets()`` and, in
+    the same request, count the handshake against ``address``, take a place in the user's
+    sockets and read the revocation markers the ticket names (``ticket_keys``). Raises
+    when the store is down."""
     cache, client = shared
     rules = limits(conf)
     incr, get = _address_ops(address, rules, failed=False)
     member = uuid.uuid4().hex if rules.sockets_per_user is not None else None
     together = conf.revocation_check and _same_redis(conf.rate_limit_cache, conf.revocation_cache)
     made = stores.request(
-        incr=[(cache.make_key(k), max(1, round(window))) for k, window in incr],
-        get=[cache.make_key(k) for k in get],
-        ticket=(key, member, conf.socket_lease, together),
+        **_counters(cache, incr, get), ticket=(key, member, conf.socket_lease, together)
     )
     hits, peeks, marks, (raw,), places = await stores.batch(cache, client).run(made)
-    named = isinstance(raw, bytes) and raw.startswith(b"[")
+    named, _ = stores.named_keys(raw)
     slot = None
     if member is not None and places and named:
-        place = json.loads(raw[: raw.index(b"\n")])[0]
-        slot = SocketSlot(place, member, conf, made=True)
+        slot = SocketSlot(named[0], member, conf, made=True)
     counts = [int(h) for h in hits] + [int(p or 0) for p in peeks]
-    return TicketAdmission(raw, counts, int(places), list(marks), slot, named, conf)
+    return TicketAdmission(raw, counts, int(places), list(marks), slot, bool(named), conf)
 
 
 async def conclude(

@@ -168,7 +168,7 @@ class WSAuthMiddleware:
             if limited.first:  # once per window, not once per attempt
                 self._log_refusal(scope, Refused(limited.reason, limited.detail), address)
             if limited.reason == "too_many_failures":
-                await self._record_failure(address, conf)
+                await limits.count_failure(address, conf)
             return await _limit(receive, send, scope, conf)
         except Refused as exc:
             return await self._refuse(scope, receive, send, exc, address, conf)
@@ -238,23 +238,13 @@ class WSAuthMiddleware:
     ) -> None:
         """Count the failure; a client already over a limit gets 4429 (back off), the
         others 403 with the reason in the log."""
-        limited = await self._record_failure(address, conf, refused.counted)
+        limited = await limits.count_failure(address, conf, refused.counted)
         if limited is not None:
             if limited.first:
                 self._log_refusal(scope, Refused(limited.reason, limited.detail), address)
             return await _limit(receive, send, scope, conf)
         self._log_refusal(scope, refused, address)
         return await _deny(receive, send)
-
-    @staticmethod
-    async def _record_failure(
-        address: str, conf: Conf, counted: bool = False
-    ) -> limits.Limited | None:
-        try:
-            return await limits.record_failure(address, conf, counted)
-        except Exception as exc:  # the store is down: the refusal stands anyway
-            logger.error("wsauth: cannot count a failed handshake: %s", exc)
-            return None
 
     @staticmethod
     def _log_refusal(scope: dict[str, Any], refused: Refused, address: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -198,6 +199,20 @@ RELEASE_DELAY = 0.02
 
 #: A request's KEYS and ARGV (without the leading count), as ``SCRIPT`` reads them.
 Request = tuple[list[str], list[Any]]
+
+
+def name_keys(keys: list[str], value: bytes) -> bytes:
+    """``value`` with ``keys`` (made) on a first line, as the script's ticket mode reads
+    them: a JSON list (a pickled value never starts with ``[``)."""
+    return json.dumps(keys).encode() + b"\n" + value
+
+
+def named_keys(raw: Any) -> tuple[list[str] | None, Any]:
+    """``(keys, value)`` from a stored value; ``keys`` is None when it names none."""
+    if isinstance(raw, bytes) and raw.startswith(b"["):
+        line, _, value = raw.partition(b"\n")
+        return json.loads(line), value
+    return None, raw
 
 
 def request(

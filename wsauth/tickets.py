@@ -18,7 +18,6 @@ the line.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import secrets
 import time
@@ -37,6 +36,13 @@ class TicketStoreError(Exception):
 def store_key(ticket: str) -> str:
     """The ticket's cache key (before the cache's prefix): a digest, never the ticket."""
     return get_conf().ticket_key_prefix + hashlib.sha256(ticket.encode()).hexdigest()
+
+
+def redis_key(cache: Any, ticket: str) -> str:
+    """The ticket's key in the Redis of ``cache``. ``make_key``, not
+    ``make_and_validate_key``: for Redis the validation only warns about memcached, one
+    character at a time, on every handshake."""
+    return str(cache.make_key(store_key(ticket)))
 
 
 def is_well_formed(ticket: Any) -> bool:
@@ -75,12 +81,11 @@ async def issue(data: dict[str, Any], ttl: int | None = None) -> tuple[str, int]
             await stores.run(cache.set, store_key(ticket), record, ttl)
         else:  # on the event loop: no thread hop (see stores.async_redis)
             cache, client = shared
-            key = cache.make_and_validate_key(store_key(ticket))
             value = stores.dumps(cache, record)
             named = limits.ticket_keys(record.get("uid"), record.get("claims"))
             if named is not None:  # for the redeeming handshake's store script
-                value = json.dumps(named).encode() + b"\n" + value
-            await client.set(key, value, ex=ttl)
+                value = stores.name_keys(named, value)
+            await client.set(redis_key(cache, ticket), value, ex=ttl)
     except Exception as exc:
         raise TicketStoreError(str(exc)) from exc
     return ticket, ttl
@@ -91,9 +96,7 @@ def decode(cache: Any, raw: Any) -> dict[str, Any] | None:
     ``None`` if it is gone or expired."""
     if raw is None:
         return None
-    if isinstance(raw, bytes) and raw.startswith(b"["):
-        raw = raw[raw.index(b"\n") + 1 :]
-    return _valid(stores.loads(cache, raw))
+    return _valid(stores.loads(cache, stores.named_keys(raw)[1]))
 
 
 async def redeem(ticket: str) -> dict[str, Any] | None:
@@ -107,8 +110,7 @@ async def redeem(ticket: str) -> dict[str, Any] | None:
         # GETDEL: read and delete atomically, so only one caller gets the value; in the
         # store's script, with any other handshakes' requests waiting (stores.Batch).
         cache, client = shared
-        key = cache.make_and_validate_key(store_key(ticket))
-        raw = await stores.batch(cache, client).take(key)
+        raw = await stores.batch(cache, client).take(redis_key(cache, ticket))
     except Exception as exc:
         raise TicketStoreError(str(exc)) from exc
     return decode(cache, raw)
