@@ -177,3 +177,15 @@ def test_deploy_check_warns_when_redis_cannot_be_reached(settings):
 def test_local_memory_stores_need_no_redis_check(settings):
     wsauth_conf.reset()
     assert check_redis_version() == []  # tests/settings.py: LocMemCache only
+
+
+def test_check_deploy_runs_the_redis_version_check(settings, old_redis):
+    """The README's claim: ``manage.py check --deploy`` (not only the function) refuses an
+    old Redis, and plain ``check`` does not connect."""
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    redis_ids(settings, f"redis://127.0.0.1:{old_redis}/0")
+    call_command("check", tags=["caches"])  # no deploy: no version check, no error
+    with pytest.raises(SystemCheckError, match=r"wsauth\.E015"):
+        call_command("check", tags=["caches"], deploy=True)
