@@ -236,15 +236,6 @@ def _dump(server: Daphne, out: Path) -> int:
     raise RuntimeError("callgrind dump did not appear")
 
 
-#: Under valgrind a process runs about 16 times slower, so a lazy reload due every few
-#: seconds of wall time (the allowed origins every ``ORIGINS_REFRESH_INTERVAL`` = 2 s, the
-#: user cache every ``USER_CACHE_TTL`` = 60 s) would land on every ~30th handshake instead
-#: of every ~500th: 20-40 M instructions each, most of them a database query on a
-#: thread. The counted servers reload hourly; the "origins reloaded every handshake"
-#: variant measures a reload by itself.
-CALLGRIND_SETTINGS = {"ORIGINS_REFRESH_INTERVAL": 3600, "USER_CACHE_TTL": 3600}
-
-
 @contextlib.asynccontextmanager
 async def callgrind_server(
     ctx: Context, label: str, app: str, **wsauth: Any
@@ -252,8 +243,7 @@ async def callgrind_server(
     """A Daphne of ``app`` under valgrind for the block, its counts in a file of its own."""
     out = ctx.project.dir / f"callgrind-{label}.out"
     print(f"  callgrind: starting {label} under valgrind...", flush=True)
-    settings = {**CALLGRIND_SETTINGS, **wsauth}
-    server = Daphne(ctx.project, app, callgrind_out=out, wsauth=settings).start(timeout=600)
+    server = Daphne(ctx.project, app, callgrind_out=out, wsauth=wsauth).start(timeout=600)
     try:
         yield server
     finally:

@@ -50,8 +50,14 @@ APP_SETTINGS: dict[str, dict[str, Any]] = {
 
 
 #: How much slower Daphne runs under callgrind (measured: 63-89 ms per bare handshake
-#: cycle, against 4 ms at full speed).
+#: cycle, against 4 ms at full speed). Time-driven work is stretched to match, so that
+#: it lands on as many handshakes as at full speed: wsauth's release delay (20 ms, see
+#: ``bench.serve``) by this factor; the lazy reloads due every few seconds of wall time
+#: (the allowed origins every 2 s, the user cache every 60 s: 20-40 M instructions each,
+#: mostly a database query on a thread, which would land on every ~30th handshake instead
+#: of every ~500th) to hourly, and a variant of its own counts one reload.
 VALGRIND_SLOWDOWN = 16
+CALLGRIND_SETTINGS = {"ORIGINS_REFRESH_INTERVAL": 3600, "USER_CACHE_TTL": 3600}
 
 
 def free_port() -> int:
@@ -157,11 +163,14 @@ class Daphne:
         callgrind_out: Path | None = None,
         wsauth: dict[str, Any] | None = None,
     ) -> None:
-        """``wsauth``: WSAUTH settings on top of the project's and the app's."""
+        """``wsauth``: WSAUTH settings on top of the project's and the app's (and, under
+        callgrind, of ``CALLGRIND_SETTINGS``)."""
         self.app = app
         self.port = free_port()
         self.callgrind_out = callgrind_out
         self.env = project.env
+        if callgrind_out is not None:
+            wsauth = {**CALLGRIND_SETTINGS, **(wsauth or {})}
         if app in APP_SETTINGS or wsauth:
             overrides = {
                 **json.loads(project.env["WSAUTH_OVERRIDES"]),
@@ -198,8 +207,7 @@ class Daphne:
                 "--compress-strings=no",
                 *cmd,
             ]
-            # wsauth's 20 ms release delay, stretched as valgrind stretches everything else
-            delay = 0.02 * VALGRIND_SLOWDOWN
+            delay = 0.02 * VALGRIND_SLOWDOWN  # wsauth's release delay, stretched
             env = {**env, "PYTHONHASHSEED": "0", "BENCH_RELEASE_DELAY": str(delay)}
             timeout = max(timeout, 300)
         self._log = open(self.log_path, "ab")
