@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from hypothesis import settings as hypothesis_settings
 
 from wsauth import conf as wsauth_conf
 
 from .daphne import REDIS_URL, DaphneServer, manage, project_env_for
 from .issuer import AUDIENCE, Issuer
+
+# CI draws the same examples every run: a red CI run then means a changed code path,
+# not a new random draw. Local runs (the default profile) keep exploring.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture
