@@ -66,7 +66,7 @@ async def test_key_rotation_is_picked_up(issuer, wsauth_settings):
     await validate_access_token(issuer.token())
     new_kid = issuer.rotate()
     verified = await validate_access_token(issuer.token(kid=new_kid))
-    assert verified.header["kid"] == new_kid
+    assert verified.kid == new_kid
     assert issuer.jwks_fetches == 2
 
 

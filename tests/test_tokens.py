@@ -48,7 +48,7 @@ async def test_valid_rs256_token(issuer, wsauth_settings):
 async def test_valid_ec_and_eddsa_tokens(issuer, wsauth_settings, kind):
     kid = issuer.add_key(kind)
     verified = await validate_access_token(issuer.token(kid=kid))
-    assert verified.header["kid"] == kid
+    assert verified.kid == kid
 
 
 async def test_garbage(issuer, wsauth_settings):

@@ -328,7 +328,10 @@ def _judge_address(address: str, rules: Limits, count: int, failures: int) -> Li
 
 
 class SocketSlot:
-    """A user's place among their concurrent sockets; ``release()`` on disconnect."""
+    """A user's place among their concurrent sockets; ``release()`` on disconnect.
+    (Slotted: it lives as long as the socket.)"""
+
+    __slots__ = ("conf", "key", "made", "member")
 
     def __init__(self, key: str, member: str, conf: Conf, made: bool = False) -> None:
         """``made``: ``key`` is already the Redis key (a ticket named it)."""

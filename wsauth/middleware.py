@@ -140,6 +140,26 @@ class WSAuthMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] != "websocket":
             return await self.inner(scope, receive, send)
+        # This frame lives as long as the socket: the handshake's many locals live in
+        # _admit's frame, which is gone once the socket is open (about 170 B per socket).
+        admitted = await self._admit(scope, receive, send)
+        if admitted is None:  # refused, and the refusal has run its course
+            return None
+        scope, send, slot = admitted
+        del admitted  # the tuple too would live as long as the socket
+        if slot is None:
+            return await self.inner(scope, receive, send)
+        try:
+            return await self.inner(scope, receive, send)
+        finally:
+            await asyncio.shield(slot.release())
+
+    async def _admit(
+        self, scope: dict[str, Any], receive: Any, send: Any
+    ) -> tuple[dict[str, Any], _SelectingSend, limits.SocketSlot | None] | None:
+        """Authenticate and admit the handshake: the inner application's scope and send,
+        and the user's socket place to give back at the end; ``None`` when refused (the
+        refusal, 403 or 4429, has been sent and the disconnect received)."""
         conf = get_conf()
         address = limits.client_address(scope, conf)
         slot = None
@@ -169,12 +189,15 @@ class WSAuthMiddleware:
                 self._log_refusal(scope, Refused(limited.reason, limited.detail), address)
             if limited.reason == "too_many_failures":
                 await limits.count_failure(address, conf)
-            return await _limit(receive, send, scope, conf)
+            await _limit(receive, send, scope, conf)
+            return None
         except Refused as exc:
-            return await self._refuse(scope, receive, send, exc, address, conf)
+            await self._refuse(scope, receive, send, exc, address, conf)
+            return None
         except TimeoutError:
             timeout = Refused("timeout", "authentication took too long")
-            return await self._refuse(scope, receive, send, timeout, address, conf)
+            await self._refuse(scope, receive, send, timeout, address, conf)
+            return None
         except Exception as exc:  # a database or store fault: refuse cleanly, keep serving
             logger.error(
                 "wsauth: refused handshake reason=server_error path=%s client=%s: %s: %s",
@@ -183,11 +206,13 @@ class WSAuthMiddleware:
                 type(exc).__name__,
                 exc,
             )
-            return await _deny(receive, send)
+            await _deny(receive, send)
+            return None
         if identity is None:
             if not wants_first_message_auth(self.inner, scope.get("path", "")):
                 missing = Refused("no_credentials", "no token subprotocol and no ticket")
-                return await self._refuse(scope, receive, send, missing, address, conf)
+                await self._refuse(scope, receive, send, missing, address, conf)
+                return None
             # A route that opted in: the consumer authenticates the first frame.
             identity = Identity(
                 user=AnonymousUser(), method="pending", claims=None, expires_at=None
@@ -217,15 +242,7 @@ class WSAuthMiddleware:
                 scope.get("path"),
                 address,
             )
-        send_selecting = _SelectingSend(send, tuple(handshake.app_protocols), chosen)
-        # This frame lives as long as the socket: keep only what the socket needs.
-        del handshake, identity
-        if slot is None:
-            return await self.inner(scope, receive, send_selecting)
-        try:
-            return await self.inner(scope, receive, send_selecting)
-        finally:
-            await asyncio.shield(slot.release())
+        return scope, _SelectingSend(send, tuple(handshake.app_protocols), chosen), slot
 
     async def _refuse(
         self,

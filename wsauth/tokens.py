@@ -41,8 +41,12 @@ class TokenError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class VerifiedToken:
+    """A token whose signature and claims passed. Of the header only what was checked
+    is kept: a socket holds this for its life, and nothing reads the rest."""
+
     claims: dict[str, Any]
-    header: dict[str, Any]
+    alg: str
+    kid: str | None
     issuer: str
     subject: str
     expires_at: int
@@ -272,10 +276,11 @@ async def validate_access_token(
     alg, kid = check_header(header, conf)
     await verify_signature(alg, kid, signing_input, signature, conf)
     check_claims(claims, conf, now)
-    claims, header = _compact(claims, conf), _compact(header, conf)
+    claims = _compact(claims, conf)
     verified = VerifiedToken(
         claims=claims,
-        header=header,
+        alg=sys.intern(alg),  # an allowed algorithm's name
+        kid=sys.intern(kid) if kid is not None and len(kid) <= 64 else kid,
         issuer=claims["iss"],
         subject=claims["sub"],
         expires_at=int(claims["exp"]),
@@ -297,7 +302,7 @@ def _compact(obj: dict[str, Any], conf: Conf) -> dict[str, Any]:
         for known in conf.audience:
             if aud == known:
                 out["aud"] = known
-    for name in ("alg", "typ", "kid", "scope", "azp", "client_id"):
+    for name in ("scope", "azp", "client_id"):
         value = out.get(name)
         if isinstance(value, str) and len(value) <= 64:
             out[name] = sys.intern(value)
