@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
@@ -108,3 +109,32 @@ async def test_refresh_with_a_revoked_session_token_is_refused() -> None:
             {"type": "wsauth.refresh", "token": issuer.token(sub="eve", sid="s-1")}
         )
         assert await closed_code(ws) == 4403
+
+
+class _Socket:
+    """Stands in for a consumer in the registry: records what it was told."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    async def wsauth_revoke(self, event: dict[str, Any]) -> None:
+        self.events.append(event)
+
+
+async def test_registry_reaches_open_members_and_forgets_gone_ones() -> None:
+    """A disconnected socket and one collected without a disconnect are both forgotten,
+    and a group with nobody left is dropped."""
+    registry = revoke._Registry()
+    kept, left, lost = _Socket(), _Socket(), _Socket()
+    for member in (kept, left, lost):
+        registry.add(member, ["g.user", "g.sid"])
+    registry.add(_Socket(), ["g.other"])  # unreferenced at once: collected
+    registry.discard(left, ("g.user", "g.sid"))
+    del lost, member  # the loop variable held it too
+    gc.collect()
+    assert await registry.deliver({"groups": ["g.user", "g.sid"], "reason": "test"}) == 1
+    assert kept.events == [{"groups": ["g.user", "g.sid"], "reason": "test"}]
+    assert left.events == []
+    assert registry.count("g.user") == 1
+    registry.discard(kept, ("g.user", "g.sid"))  # purges the dead references too
+    assert registry.members == {}

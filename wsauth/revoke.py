@@ -26,6 +26,7 @@ import hashlib
 import logging
 import time
 import weakref
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -85,29 +86,55 @@ class Member(Protocol):
 
 
 class _Registry:
-    """The open sockets of this process by revocation group: a dict insert per socket."""
+    """The open sockets of this process by revocation group: a list append per socket.
+
+    Weak references keyed by group (a consumer that dies without a disconnect leaves
+    nothing behind), in a plain list per group: a ``WeakSet`` costs about 1 KB per group
+    (its own set, guards and callback) and a group is one user's or one session's few
+    sockets. A dead reference's callback only queues it; the lists change only in
+    ``add``/``discard``, never under ``deliver``'s iteration (or a collection inside it)."""
 
     def __init__(self) -> None:
-        # Weak: a consumer that dies without a disconnect leaves nothing behind.
-        self.members: dict[str, weakref.WeakSet[Any]] = {}
+        self.members: dict[str, list[weakref.KeyedRef]] = {}
+        self._dead: list[weakref.KeyedRef] = []
+        self._on_death = self._dead.append  # one bound method for every reference
 
-    def add(self, member: Member, groups: list[str]) -> None:
+    def add(self, member: Member, groups: Iterable[str]) -> None:
+        self._purge()
         for group in groups:
-            self.members.setdefault(group, weakref.WeakSet()).add(member)
+            ref = weakref.KeyedRef(member, self._on_death, group)
+            self.members.setdefault(group, []).append(ref)
 
-    def discard(self, member: Member, groups: tuple[str, ...]) -> None:
+    def discard(self, member: Member, groups: Iterable[str]) -> None:
+        self._purge()
         for group in groups:
-            members = self.members.get(group)
-            if members is not None:
-                members.discard(member)
-                if not members:
-                    del self.members[group]
+            refs = self.members.get(group)
+            if refs is not None:
+                self._remove(group, refs, lambda ref: ref() is member)
+
+    def _purge(self) -> None:
+        while self._dead:
+            dead = self._dead.pop()
+            refs = self.members.get(dead.key)
+            if refs is not None:
+                self._remove(dead.key, refs, lambda ref: ref is dead)  # noqa: B023
+
+    def _remove(self, group: str, refs: list[weakref.KeyedRef], match: Any) -> None:
+        refs[:] = [ref for ref in refs if not match(ref)]
+        if not refs:
+            del self.members[group]
+
+    def count(self, group: str) -> int:
+        return sum(ref() is not None for ref in self.members.get(group, ()))
 
     async def deliver(self, event: dict[str, Any]) -> int:
-        targets: set[Member] = set()
+        targets: dict[int, Member] = {}  # by identity: consumers need not be hashable
         for group in event.get("groups") or ():
-            targets.update(self.members.get(group, ()))
-        for member in targets:
+            for ref in tuple(self.members.get(group, ())):
+                member = ref()
+                if member is not None:
+                    targets[id(member)] = member
+        for member in targets.values():
             try:
                 await member.wsauth_revoke(event)
             except Exception as exc:  # one socket's failure must not spare the others
