@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import time
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -33,6 +35,56 @@ def _frame(**fields: Any) -> str:
     return json.dumps(fields, separators=(",", ":"))
 
 
+class _Deadlines:
+    """The credential deadlines of one event loop's sockets, by whole epoch second: one
+    timer per second that has any, not one per socket (a ``TimerHandle``, its context,
+    arguments and bound method are about 350 B for each socket's life). ``exp`` is a
+    whole second, so a socket still closes when its credential expires; a deadline with
+    a fraction (a fractional ``EXPIRING_LEAD``) fires at the next whole second."""
+
+    __slots__ = ("due", "handles", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.due: dict[int, dict[AuthenticatedWebsocketConsumer, str]] = {}
+        self.handles: dict[int, asyncio.TimerHandle] = {}
+
+    def add(self, consumer: AuthenticatedWebsocketConsumer, at: float, method: str) -> int:
+        """Call ``consumer.<method>()`` at epoch time ``at``; returns the second to remove."""
+        second = math.ceil(at)
+        due = self.due.get(second)
+        if due is None:
+            due = self.due[second] = {}
+            delay = max(0.0, second - time.time())
+            self.handles[second] = self.loop.call_later(delay, self._fire, second)
+        due[consumer] = method  # a literal method name: shared, nothing per socket
+        return second
+
+    def remove(self, consumer: AuthenticatedWebsocketConsumer, second: int) -> None:
+        due = self.due.get(second)
+        if due is not None and due.pop(consumer, None) is not None and not due:
+            del self.due[second]
+            self.handles.pop(second).cancel()
+
+    def _fire(self, second: int) -> None:
+        self.handles.pop(second, None)
+        for consumer, method in self.due.pop(second, {}).items():
+            consumer._deadline = None
+            consumer._start(getattr(consumer, method))
+
+
+_deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _deadlines_of(loop: asyncio.AbstractEventLoop) -> _Deadlines:
+    deadlines = _deadlines.get(loop)
+    if deadlines is None:
+        deadlines = _deadlines[loop] = _Deadlines(loop)
+    return deadlines
+
+
 class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
     """Base for consumers behind ``WSAuthMiddleware``.
 
@@ -43,7 +95,8 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
 
     first_message_auth: bool = False
 
-    _timer: asyncio.TimerHandle | None = None
+    _timer: asyncio.TimerHandle | None = None  # the first-frame authentication timeout
+    _deadline: int | None = None  # the second of this socket's entry in _Deadlines
     _timer_task: asyncio.Task[None] | None = None
     _accepted = False
     _warned_for: float | None = None
@@ -313,32 +366,42 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
             return
         await self.send(text_data=_frame(type="wsauth.refreshed", expires_at=verified.expires_at))
 
-    # -- timers: one per socket ---------------------------------------------------------------
+    # -- timers: the first-frame timeout, the credential's deadlines ----------------------------
 
     def _set_timer(self, delay: float, callback: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._cancel_timer()
-        # A bound method and its argument, not a closure: the handle lives as long as the socket.
+        # A bound method and its argument, not a closure (first-frame sockets only).
         self._timer = asyncio.get_running_loop().call_later(max(0.0, delay), self._fire, callback)
+
+    def _set_deadline(self, at: float, method: str) -> None:
+        """Call ``self.<method>()`` at epoch time ``at`` (through this loop's _Deadlines)."""
+        self._cancel_timer()
+        self._deadline = _deadlines_of(asyncio.get_running_loop()).add(self, at, method)
 
     def _fire(self, callback: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._timer = None
+        self._start(callback)
+
+    def _start(self, callback: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._timer_task = asyncio.get_running_loop().create_task(callback())  # kept alive
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._deadline is not None:
+            _deadlines_of(asyncio.get_running_loop()).remove(self, self._deadline)
+            self._deadline = None
 
     def _schedule_expiry(self) -> None:
         expires_at = self.wsauth.get("expires_at")
         if expires_at is None:
             self._cancel_timer()
             return
-        warn_in = float(expires_at) - get_conf().expiring_lead - time.time()
         if self._warned_for == expires_at:
-            self._set_timer(float(expires_at) - time.time(), self._expire)
+            self._set_deadline(float(expires_at), "_expire")
         else:
-            self._set_timer(warn_in, self._warn)
+            self._set_deadline(float(expires_at) - get_conf().expiring_lead, "_warn")
 
     async def _warn(self) -> None:
         expires_at = self.wsauth.get("expires_at")
