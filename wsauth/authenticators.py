@@ -17,7 +17,7 @@ from . import limits
 from .conf import Conf
 from .logutil import mask
 from .tickets import TicketStoreError, decode, is_well_formed, redeem, redis_key
-from .tokens import TokenError, validate_access_token
+from .tokens import TokenError, compact, validate_access_token
 from .users import UserRefused, user_by_pk, user_for_claims
 
 
@@ -166,17 +166,19 @@ class TicketAuthenticator(BaseAuthenticator):
             if admission is not None:
                 await admission.release()
             raise
+        claims = record.get("claims")
         return Identity(
             user=user,
             method="ticket",
-            claims=record.get("claims"),
+            # Unpickled afresh for each socket: share keys, issuer and audience strings.
+            claims=compact(claims, conf) if isinstance(claims, dict) else claims,
             expires_at=record.get("credential_expires_at"),
             extra={
                 "via": record.get("via"),
                 "ticket": mask(ticket),
                 "dpop_jkt": record.get("dpop_jkt"),
             },
-            issued_at=None if record.get("claims") else record.get("issued_at"),
+            issued_at=None if claims else record.get("issued_at"),
             admission=admission,
         )
 

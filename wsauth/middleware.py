@@ -126,8 +126,10 @@ class _SelectingSend:
         self.send, self.offered, self.chosen = send, offered, chosen
 
     async def __call__(self, message: dict[str, Any]) -> None:
-        if message["type"] == "websocket.accept" and message.get("subprotocol") not in self.offered:
-            message = {**message, "subprotocol": self.chosen}
+        if message["type"] == "websocket.accept":
+            chosen = message.get("subprotocol")
+            if chosen not in self.offered and chosen != self.chosen:  # (no copy to keep)
+                message = {**message, "subprotocol": self.chosen}
         await self.send(message)
 
 

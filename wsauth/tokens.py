@@ -276,7 +276,7 @@ async def validate_access_token(
     alg, kid = check_header(header, conf)
     await verify_signature(alg, kid, signing_input, signature, conf)
     check_claims(claims, conf, now)
-    claims = _compact(claims, conf)
+    claims = compact(claims, conf)
     verified = VerifiedToken(
         claims=claims,
         alg=sys.intern(alg),  # an allowed algorithm's name
@@ -290,10 +290,11 @@ async def validate_access_token(
     return verified
 
 
-def _compact(obj: dict[str, Any], conf: Conf) -> dict[str, Any]:
+def compact(obj: dict[str, Any], conf: Conf) -> dict[str, Any]:
     """Share what verified tokens repeat: interned keys, the configured issuer and
     audience strings. A socket keeps its token's claims for its whole life; this halves
-    their memory. Only signed (trusted) dicts come here, so interning cannot be flooded."""
+    their memory. Only verified claims come here (signed, or a ticket's record of them,
+    which this server wrote), so interning cannot be flooded."""
     out = {sys.intern(k): v for k, v in obj.items()}
     if out.get("iss") == conf.issuer:
         out["iss"] = conf.issuer
