@@ -1,39 +1,56 @@
 """Section 5: resident memory per idle socket, bare Daphne against wsauth (distinct
-tokens, 1,000 users with several sockets each), at 1k, 5k and 10k sockets."""
+tokens, 1,000 users with several sockets each; and by ticket), at 1k, 5k and 10k sockets."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from .context import Context
-from .load import Cred, cycle, open_ws, run_pool, token_cred
+from .load import Cred, open_ws, run_pool, token_cred
 from .servers import create_users
-from .wsclient import WS
+from .wsclient import WS, post_ticket
 
 SECTION = "memory"
 USERS = 1000
 CONCURRENCY = 50
 
 
-async def _hold_one(port: int, cred: Cred, into: list[WS]) -> None:
+@dataclass(frozen=True)
+class TicketFor:
+    """A ticket to POST for ``token`` (on another process) just before the handshake."""
+
+    mint_port: int
+    token: str
+
+
+async def _hold_one(port: int, cred: Cred | TicketFor, into: list[WS]) -> None:
+    if isinstance(cred, TicketFor):
+        ticket = await post_ticket(cred.mint_port, cred.token)
+        cred = Cred(path=f"/ws/echo/?ticket={ticket}")
     ws = await open_ws(port, cred)
     await ws.recv()
     into.append(ws)
 
 
-async def _hold(port: int, creds: list[Cred], into: list[WS]) -> int:
+async def _hold(port: int, creds: Sequence[Cred | TicketFor], into: list[WS]) -> int:
     """Open one socket per credential, 50 at a time, and keep them; return failures."""
     _, failures = await run_pool([partial(_hold_one, port, c, into) for c in creds], CONCURRENCY)
     return failures
 
 
-async def _ladder(ctx: Context, name: str, creds: list[Cred], levels: list[int]) -> dict[str, Any]:
+async def _ladder(
+    ctx: Context, name: str, creds: Sequence[Cred | TicketFor], levels: list[int]
+) -> dict[str, Any]:
     server = ctx.fresh_server(f"mem-{name}", "bare" if name.startswith("bare") else "wsauth")
-    for cred in creds[:50]:  # warm-up: imports, keys, connections, caches
-        await cycle(server.port, cred)
+    warm: list[WS] = []
+    await _hold(server.port, creds[:50], warm)  # warm-up: imports, keys, connections, caches
+    for ws in warm:
+        await ws.close()
     await asyncio.sleep(1)
     base = server.rss_bytes()
     held: list[WS] = []
@@ -63,7 +80,7 @@ async def run(ctx: Context) -> None:
     top = levels[-1]
     create_users(ctx.project, USERS)
     issuer = ctx.issuer
-    creds = {
+    creds: dict[str, Sequence[Cred | TicketFor]] = {
         "bare": [Cred()] * (top + 100),
         "wsauth": [
             token_cred(issuer.token("EdDSA", lifetime=3600, sub=f"bench-u{i % USERS}"))
@@ -73,8 +90,13 @@ async def run(ctx: Context) -> None:
     # The same request bytes to bare Daphne: Daphne, autobahn and Twisted keep the
     # request's headers (the token among them) for the socket's life, whoever authenticates.
     creds["bare-same-request"] = creds["wsauth"]
+    # By ticket: a short query string instead of the token in a header. One token per
+    # user (a user's tabs share it), one ticket per socket, POSTed on another process.
+    mint = ctx.server("wsauth-mint", "wsauth").port
+    per_user = [issuer.token("EdDSA", lifetime=3600, sub=f"bench-u{i}") for i in range(USERS)]
+    creds["wsauth-ticket"] = [TicketFor(mint, per_user[i % USERS]) for i in range(top + 100)]
     raw: dict[str, Any] = {}
-    for name in ("bare", "bare-same-request", "wsauth"):
+    for name in ("bare", "bare-same-request", "wsauth", "wsauth-ticket"):
         raw[name] = await _ladder(ctx, name, creds[name], levels)
     ctx.results.raw[SECTION] = raw
     res = ctx.results
@@ -82,8 +104,13 @@ async def run(ctx: Context) -> None:
         bare = raw["bare"]["levels"][level]
         auth = raw["wsauth"]["levels"][level]
         same = raw["bare-same-request"]["levels"][level]
+        ticket = raw["wsauth-ticket"]["levels"][level]
         res.add(SECTION, f"RSS/socket at {level}: bare", bare["per_socket"] / 1024, "KiB")
-        for label, row in (("wsauth", auth), ("bare, same request bytes", same)):
+        for label, row in (
+            ("wsauth", auth),
+            ("bare, same request bytes", same),
+            ("wsauth by ticket", ticket),
+        ):
             res.add(
                 SECTION,
                 f"RSS/socket at {level}: {label}",
@@ -100,6 +127,15 @@ async def run(ctx: Context) -> None:
         )
         extra = (auth["per_socket"] - bare["per_socket"]) / 1024
         last = level == top
+        extra_ticket = (ticket["per_socket"] - bare["per_socket"]) / 1024
+        res.add(
+            SECTION,
+            f"extra RSS/ticket-authenticated socket at {level}",
+            extra_ticket,
+            "KiB",
+            target="<= 2 KiB" if last else None,
+            met=extra_ticket <= 2 if last else None,
+        )
         res.add(
             SECTION,
             f"extra RSS/authenticated socket at {level}",
