@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -95,8 +96,12 @@ async def run(ctx: Context) -> None:
     mint = ctx.server("wsauth-mint", "wsauth").port
     per_user = [issuer.token("EdDSA", lifetime=3600, sub=f"bench-u{i}") for i in range(USERS)]
     creds["wsauth-ticket"] = [TicketFor(mint, per_user[i % USERS]) for i in range(top + 100)]
+    # ... and bare Daphne receiving such a request (a ticket's length, nobody redeeming it).
+    creds["bare-ticket-request"] = [
+        Cred(path=f"/ws/echo/?ticket={secrets.token_urlsafe(32)}") for _ in range(top + 100)
+    ]
     raw: dict[str, Any] = {}
-    for name in ("bare", "bare-same-request", "wsauth", "wsauth-ticket"):
+    for name in ("bare", "bare-same-request", "bare-ticket-request", "wsauth", "wsauth-ticket"):
         raw[name] = await _ladder(ctx, name, creds[name], levels)
     ctx.results.raw[SECTION] = raw
     res = ctx.results
@@ -105,11 +110,13 @@ async def run(ctx: Context) -> None:
         auth = raw["wsauth"]["levels"][level]
         same = raw["bare-same-request"]["levels"][level]
         ticket = raw["wsauth-ticket"]["levels"][level]
+        same_ticket = raw["bare-ticket-request"]["levels"][level]
         res.add(SECTION, f"RSS/socket at {level}: bare", bare["per_socket"] / 1024, "KiB")
         for label, row in (
             ("wsauth", auth),
             ("bare, same request bytes", same),
             ("wsauth by ticket", ticket),
+            ("bare, a ticket's request bytes", same_ticket),
         ):
             res.add(
                 SECTION,
@@ -128,6 +135,12 @@ async def run(ctx: Context) -> None:
         extra = (auth["per_socket"] - bare["per_socket"]) / 1024
         last = level == top
         extra_ticket = (ticket["per_socket"] - bare["per_socket"]) / 1024
+        res.add(
+            SECTION,
+            f"extra RSS/ticket-authenticated socket at {level}, same request bytes",
+            (ticket["per_socket"] - same_ticket["per_socket"]) / 1024,
+            "KiB",
+        )
         res.add(
             SECTION,
             f"extra RSS/ticket-authenticated socket at {level}",
