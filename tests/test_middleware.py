@@ -101,6 +101,35 @@ async def test_ticket_handshake_scope_has_the_offers_as_parsed(issuer, wsauth_se
     await comm.disconnect()
 
 
+async def test_tickets_of_one_token_share_its_claims(issuer, wsauth_settings):
+    """Each ticket's record is unpickled afresh; the sockets of one token's tickets keep
+    one claims dict between them, and only claims equal in every value are shared."""
+    from django.contrib.auth import get_user_model
+
+    from wsauth import tickets
+    from wsauth.tokens import validate_access_token
+
+    user = await get_user_model().objects.acreate(username="ticket-claims")
+    first = (await validate_access_token(issuer.token(sub="tc", jti="j1"))).claims
+    other = (await validate_access_token(issuer.token(sub="tc", jti="j2"))).claims
+    same_key = {**first, "scope": "openid admin"}  # same iss/sub/jti/iat/exp, not equal
+
+    async def claims_of(claims):
+        ticket, _ = await tickets.issue({"uid": user.pk, "claims": claims})
+        comm, connected, _ = await open_socket(
+            WSAuthMiddlewareStack(Recorder.as_asgi()), ["chat"], query=f"?ticket={ticket}"
+        )
+        assert connected
+        got = seen["scope"]["wsauth"]["claims"]
+        await comm.disconnect()
+        return got
+
+    a, b, c, d = [await claims_of(x) for x in (first, first, other, same_key)]
+    assert a == first and a is b
+    assert c == other and c is not a
+    assert d == same_key and d is not a and d["scope"] == "openid admin"
+
+
 async def test_plain_consumer_gets_the_subprotocol_selected(issuer, wsauth_settings):
     token = issuer.token()
     app = WSAuthMiddlewareStack(PlainConsumer.as_asgi())

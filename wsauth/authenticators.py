@@ -17,7 +17,7 @@ from . import limits
 from .conf import Conf
 from .logutil import mask
 from .tickets import TicketStoreError, decode, is_well_formed, redeem, redis_key
-from .tokens import TokenError, compact, validate_access_token
+from .tokens import TokenError, shared_claims, validate_access_token
 from .users import UserRefused, user_by_pk, user_for_claims
 
 
@@ -170,8 +170,7 @@ class TicketAuthenticator(BaseAuthenticator):
         return Identity(
             user=user,
             method="ticket",
-            # Unpickled afresh for each socket: share keys, issuer and audience strings.
-            claims=compact(claims, conf) if isinstance(claims, dict) else claims,
+            claims=shared_claims(claims, conf) if isinstance(claims, dict) else claims,
             expires_at=record.get("credential_expires_at"),
             extra={
                 "via": record.get("via"),

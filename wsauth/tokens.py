@@ -310,6 +310,34 @@ def compact(obj: dict[str, Any], conf: Conf) -> dict[str, Any]:
     return out
 
 
+_shared: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+
+
+def shared_claims(claims: dict[str, Any], conf: Conf) -> dict[str, Any]:
+    """A ticket's claims, compacted, and the same dict as an earlier ticket's of the same
+    token on this process: each ticket's record is unpickled afresh, and the tickets of
+    one token (a user's tabs) would each keep a copy for the socket's life. Shared only
+    when equal in every claim; bounded like the verified-token cache."""
+    key = tuple(claims.get(name) for name in ("iss", "sub", "jti", "iat", "exp"))
+    try:
+        known = _shared.get(key)
+    except TypeError:  # an unhashable claim value: nothing to share by
+        return compact(claims, conf)
+    if known is not None and known == claims:
+        _shared.move_to_end(key)
+        return known
+    out = _shared[key] = compact(claims, conf)
+    _shared.move_to_end(key)
+    while len(_shared) > conf.verified_token_cache_size:
+        _shared.popitem(last=False)
+    return out
+
+
+@on_reset
+def _drop_shared() -> None:
+    _shared.clear()
+
+
 def _check_binding(token: VerifiedToken, conf: Conf, binding: str) -> None:
     bound = token.dpop_jkt is not None
     if binding == "dpop":
