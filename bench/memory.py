@@ -126,37 +126,26 @@ async def run(ctx: Context) -> None:
                 ratio=row["per_socket"] / bare["per_socket"],
                 vs="bare",
             )
-        res.add(
-            SECTION,
-            f"extra RSS/authenticated socket at {level}, same request bytes",
-            (auth["per_socket"] - same["per_socket"]) / 1024,
-            "KiB",
-        )
-        extra = (auth["per_socket"] - bare["per_socket"]) / 1024
         last = level == top
-        extra_ticket = (ticket["per_socket"] - bare["per_socket"]) / 1024
-        res.add(
-            SECTION,
-            f"extra RSS/ticket-authenticated socket at {level}, same request bytes",
-            (ticket["per_socket"] - same_ticket["per_socket"]) / 1024,
-            "KiB",
-        )
-        res.add(
-            SECTION,
-            f"extra RSS/ticket-authenticated socket at {level}",
-            extra_ticket,
-            "KiB",
-            target="<= 2 KiB" if last else None,
-            met=extra_ticket <= 2 if last else None,
-        )
-        res.add(
-            SECTION,
-            f"extra RSS/authenticated socket at {level}",
-            extra,
-            "KiB",
-            target="<= 2 KiB" if last else None,
-            met=extra <= 2 if last else None,
-        )
+        for kind, row, same_bytes in (
+            ("authenticated", auth, same),
+            ("ticket-authenticated", ticket, same_ticket),
+        ):
+            res.add(
+                SECTION,
+                f"extra RSS/{kind} socket at {level}, same request bytes",
+                (row["per_socket"] - same_bytes["per_socket"]) / 1024,
+                "KiB",
+            )
+            extra = (row["per_socket"] - bare["per_socket"]) / 1024
+            res.add(
+                SECTION,
+                f"extra RSS/{kind} socket at {level}",
+                extra,
+                "KiB",
+                target="<= 2 KiB" if last else None,
+                met=extra <= 2 if last else None,
+            )
     held = raw["wsauth"]["levels"][top]["held"]
     res.add(
         SECTION,
