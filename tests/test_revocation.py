@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from typing import Any
 
@@ -11,9 +12,11 @@ from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from django.contrib.auth import get_user_model
 from django.test import AsyncClient
+from django.urls import path
 
 from chatdemo.routing import websocket_urlpatterns
 from wsauth import revoke
+from wsauth.consumers import EchoConsumer
 from wsauth.middleware import WSAuthMiddlewareStack
 from wsauth.testing import TestIssuer
 
@@ -138,3 +141,94 @@ async def test_registry_reaches_open_members_and_forgets_gone_ones() -> None:
     assert registry.count("g.user") == 1
     registry.discard(kept, ("g.user", "g.sid"))  # purges the dead references too
     assert registry.members == {}
+
+
+class _SlowConnect(EchoConsumer):
+    """An application whose connect() does its own work before accept(): the socket is
+    registered for revocation only then, after the handshake checked the markers."""
+
+    entered: asyncio.Event
+    gate: asyncio.Event
+
+    async def connect(self) -> None:
+        type(self).entered.set()
+        await type(self).gate.wait()
+        await super().connect()
+
+
+slow_application = WSAuthMiddlewareStack(URLRouter([path("ws/slow/", _SlowConnect.as_asgi())]))
+
+
+async def _revoked_while_connecting(issuer: TestIssuer, sub: str, revoke_sub: str) -> bool:
+    """Open a socket of ``sub``; while its connect() waits, revoke ``revoke_sub``. Returns
+    whether the socket opened."""
+    _SlowConnect.entered, _SlowConnect.gate = asyncio.Event(), asyncio.Event()
+    comm = issuer.communicator(slow_application, "/ws/slow/", token=issuer.token(sub=sub))
+    opening = asyncio.create_task(comm.connect(timeout=5))
+    await asyncio.wait_for(_SlowConnect.entered.wait(), 5)
+    await revoke.adisconnect_user(await user_of(revoke_sub), reason="test")
+    _SlowConnect.gate.set()
+    connected, _ = await opening
+    await comm.disconnect()
+    return bool(connected)
+
+
+async def test_a_revocation_during_connect_refuses_the_socket_from_the_log(monkeypatch) -> None:
+    """The revocation reached this process after the handshake read the markers and
+    before the socket was registered: the process's log of recent revocations says so,
+    without asking the store again."""
+    issuer = TestIssuer()
+    with issuer.activate():
+        first = await issuer.connect(application, "/ws/echo/", sub="dan")  # the listener
+        await first.receive_from()
+        await user_of("dan")
+        async with with_store_reads(monkeypatch) as reads:
+            assert not await _revoked_while_connecting(issuer, "dan-2", "dan-2")
+            assert await _revoked_while_connecting(issuer, "eve", "dan")  # someone else
+        assert len(reads) == 2  # each handshake's own check; none at registration
+        await first.disconnect()
+
+
+class with_store_reads:
+    """Record the revocation markers read from the store while in the block."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        self.monkeypatch, self.reads = monkeypatch, list[Any]()
+
+    async def __aenter__(self) -> list[Any]:
+        real = revoke.read_markers
+
+        async def counting(keys: dict[str, str]) -> dict[str, Any]:
+            self.reads.append(keys)
+            return await real(keys)
+
+        self.monkeypatch.setattr(revoke, "read_markers", counting)
+        return self.reads
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.monkeypatch.undo()
+
+
+async def test_a_revocation_before_the_listener_joined_is_found_in_the_store(monkeypatch):
+    """The first socket of a process: its listener joins after the revocation was sent,
+    so the log cannot know; the markers newer than the handshake's check decide."""
+    issuer = TestIssuer()
+    with issuer.activate():
+        for loop, listener in list(revoke._listeners.items()):  # a fresh process's state
+            listener.task.cancel()
+            del revoke._listeners[loop]
+        async with with_store_reads(monkeypatch) as reads:
+            assert not await _revoked_while_connecting(issuer, "fay", "fay")
+        assert len(reads) == 2  # the handshake's check, and again at registration
+        async with with_store_reads(monkeypatch) as reads:
+            assert await _revoked_while_connecting(issuer, "gus", "fay")  # no marker of gus
+
+
+async def test_the_log_counts_only_revocations_since_the_check() -> None:
+    registry = revoke._Registry()
+    await registry.deliver({"groups": ["g.user"], "reason": "old"})
+    since = revoke.time.time()
+    assert not registry.revoked_since(["g.user"], since + 0.001)  # before the check
+    await registry.deliver({"groups": ["g.sid"], "reason": "new"})
+    assert registry.revoked_since(["g.user", "g.sid"], since)
+    assert not registry.revoked_since(["g.other"], since)

@@ -167,14 +167,28 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         groups = revoke.groups_for(user, self.wsauth.get("claims"))
         new = [g for g in groups if g not in self._revocation_groups]
         if new:
-            await revoke.join(self, new, self.channel_layer)
-            self._revocation_groups += tuple(new)
+            info = self.wsauth
+            try:
+                await revoke.join(
+                    self,
+                    new,
+                    self.channel_layer,
+                    since=info.get("checked_at"),
+                    user_pk=user.pk,
+                    claims=info.get("claims"),
+                )
+            finally:  # registered even when revoked meanwhile: leave() on disconnect
+                self._revocation_groups += tuple(new)
 
     async def _accept_revocable(self) -> bool:
         """Join revocation; if the channel layer is down, refuse the socket rather than
         open one no revocation could reach."""
         try:
             await self._join_revocation_groups()
+        except revoke.Revoked as exc:  # between the handshake's check and now
+            self._closing = True
+            await self.close_for(close_codes.FORBIDDEN, f"{exc.reason}: {exc.detail}")
+            return False
         except Exception as exc:
             logger.error(
                 "wsauth: refused socket path=%s: channel layer unavailable: %s",
@@ -308,6 +322,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         return verified, user
 
     async def _authenticate_first_message(self, frame: dict[str, Any]) -> None:
+        checked_at = time.time()  # before the revocation markers are read
         result = await self._verify(frame, admit=True)
         if result is None:
             return
@@ -319,6 +334,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
             "method": "message",
             "claims": verified.claims,
             "expires_at": verified.expires_at,
+            "checked_at": checked_at,
         }
         self._schedule_expiry()
         if await self._accept_revocable():
@@ -344,6 +360,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         if not self._refresh_allowed():
             await self.close_for(close_codes.RATE_LIMITED, "too many refreshes")
             return
+        checked_at = time.time()  # before the revocation markers are read
         result = await self._verify(frame)
         if result is None:
             return
@@ -360,6 +377,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
             **self.wsauth,
             "claims": verified.claims,
             "expires_at": verified.expires_at,
+            "checked_at": checked_at,
         }
         self._schedule_expiry()
         if not await self._accept_revocable():

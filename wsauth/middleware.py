@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from django.contrib.auth.models import AnonymousUser
@@ -162,6 +163,7 @@ class WSAuthMiddleware:
         """Authenticate and admit the handshake: the inner application's scope and send,
         and the user's socket place to give back at the end; ``None`` when refused (the
         refusal, 403 or 4429, has been sent and the disconnect received)."""
+        checked_at = time.time()  # before the revocation markers are read
         conf = get_conf()
         address = limits.client_address(scope, conf)
         slot = None
@@ -234,6 +236,7 @@ class WSAuthMiddleware:
             "claims": identity.claims,
             "expires_at": identity.expires_at,
             "subprotocol": chosen,
+            "checked_at": checked_at,
             **identity.extra,
         }
         if logger.isEnabledFor(logging.DEBUG):  # the arguments cost a call per handshake

@@ -21,9 +21,11 @@ Redis) and, for a process whose store is unreachable, nothing at all: see
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import hashlib
 import logging
+import math
 import time
 import weakref
 from collections.abc import Iterable
@@ -53,6 +55,10 @@ BROADCAST_GROUP = "wsauth.revocations"
 EVENT = "wsauth.revoke"
 #: channels-redis forgets group members after ``group_expiry`` (a day by default).
 REJOIN_INTERVAL = 3600.0
+#: How long a process remembers the revocations it delivered: a socket whose handshake
+#: checked the markers before a revocation and registers after it is closed from this
+#: log (no I/O); one that registers later than this asks the store again.
+RECENT_SECONDS = 300.0
 
 
 def _digest(*parts: Any) -> str:
@@ -98,6 +104,8 @@ class _Registry:
         self.members: dict[str, list[weakref.KeyedRef]] = {}
         self._dead: list[weakref.KeyedRef] = []
         self._on_death = self._dead.append  # one bound method for every reference
+        #: (when it arrived, epoch seconds; its groups) for the last RECENT_SECONDS
+        self.recent: collections.deque[tuple[float, frozenset[str]]] = collections.deque()
 
     def add(self, member: Member, groups: Iterable[str]) -> None:
         self._purge()
@@ -127,7 +135,16 @@ class _Registry:
     def count(self, group: str) -> int:
         return sum(ref() is not None for ref in self.members.get(group, ()))
 
+    def revoked_since(self, groups: Iterable[str], since: float) -> bool:
+        """Whether a revocation of one of ``groups`` arrived at or after ``since``."""
+        wanted = frozenset(groups)
+        return any(at >= since and not wanted.isdisjoint(hit) for at, hit in self.recent)
+
     async def deliver(self, event: dict[str, Any]) -> int:
+        now = time.time()
+        self.recent.append((now, frozenset(event.get("groups") or ())))
+        while self.recent[0][0] < now - RECENT_SECONDS:
+            self.recent.popleft()
         targets: dict[int, Member] = {}  # by identity: consumers need not be hashable
         for group in event.get("groups") or ():
             for ref in tuple(self.members.get(group, ())):
@@ -156,6 +173,8 @@ class _Listener:
         self.layer = layer
         self.ready = asyncio.Event()
         self.error: Exception | None = None
+        #: since when this process receives every revocation (epoch seconds)
+        self.joined_at = math.inf
         self.task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
@@ -164,6 +183,7 @@ class _Listener:
             try:
                 channel = await self.layer.new_channel()
                 await self.layer.group_add(BROADCAST_GROUP, channel)
+                self.joined_at = time.time()  # messages sent before it were not seen
                 self.error = None
                 self.ready.set()
                 delay, joined = 0.5, time.monotonic()
@@ -188,9 +208,22 @@ class _Listener:
                 delay = min(delay * 2, 2.0)
 
 
-async def join(member: Member, groups: list[str], layer: Any) -> None:
+async def join(
+    member: Member,
+    groups: list[str],
+    layer: Any,
+    since: float | None = None,
+    user_pk: Any = None,
+    claims: dict[str, Any] | None = None,
+) -> None:
     """Register a socket for revocation; the first one on a process starts the listener
-    and waits until it is in the broadcast group (no window without revocation)."""
+    and waits until it is in the broadcast group (no window without revocation).
+
+    ``since``: when the credential's markers were checked (epoch seconds). A revocation
+    between that check and this registration reached neither, so it is looked up here:
+    in the process's log of recent revocations, or, when the log does not reach back
+    that far (the listener joined later, or ``RECENT_SECONDS`` have passed), in the
+    store's markers of ``user_pk`` and ``claims``. Raises ``Revoked``."""
     if layer is None:
         return
     loop = asyncio.get_running_loop()
@@ -203,6 +236,15 @@ async def join(member: Member, groups: list[str], layer: Any) -> None:
     if listener.error is not None:
         raise RuntimeError(f"the revocation listener is down: {listener.error}")
     registry.add(member, groups)
+    if since is None:
+        return
+    if since >= listener.joined_at and since >= time.time() - RECENT_SECONDS:
+        if registry.revoked_since(groups, since):
+            raise Revoked("revoked", "revoked while the socket was being opened")
+    elif get_conf().revocation_check and user_pk is not None:
+        keys = marker_keys(user_pk, claims)
+        # A marker at or after ``since`` is a revocation the handshake could not see.
+        judge(await read_markers(keys), keys, since)
 
 
 def leave(member: Member, groups: tuple[str, ...]) -> None:
