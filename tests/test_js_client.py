@@ -201,8 +201,10 @@ def test_reconnects_after_a_network_drop(harness):
     restarted.port = port
     restarted.start()
     try:
-        seen = wait_for(page, opened(2), timeout=15)
-        assert seen.count(["msg", "Hello Drop"]) == 2
+        # The greeting follows the open event: wait for both, not for the open alone.
+        greeted = lambda s: s.count(["msg", "Hello Drop"]) == 2  # noqa: E731
+        seen = wait_for(page, lambda s: opened(2)(s) and greeted(s), timeout=15)
+        assert states(seen).count("open") == 2
     finally:
         page.close()
         restarted.stop()
