@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from typing import Any
 
 import pytest
@@ -159,13 +160,18 @@ class _SlowConnect(EchoConsumer):
 slow_application = WSAuthMiddlewareStack(URLRouter([path("ws/slow/", _SlowConnect.as_asgi())]))
 
 
-async def _revoked_while_connecting(issuer: TestIssuer, sub: str, revoke_sub: str) -> bool:
+async def _revoked_while_connecting(
+    issuer: TestIssuer, sub: str, revoke_sub: str, rejoin: bool = False
+) -> bool:
     """Open a socket of ``sub``; while its connect() waits, revoke ``revoke_sub``. Returns
-    whether the socket opened."""
+    whether the socket opened. ``rejoin``: the listener (re)joins the broadcast group
+    after the handshake's check, as after a channel-layer outage."""
     _SlowConnect.entered, _SlowConnect.gate = asyncio.Event(), asyncio.Event()
     comm = issuer.communicator(slow_application, "/ws/slow/", token=issuer.token(sub=sub))
     opening = asyncio.create_task(comm.connect(timeout=5))
     await asyncio.wait_for(_SlowConnect.entered.wait(), 5)
+    if rejoin:  # started by the middleware at the handshake
+        revoke._listeners[asyncio.get_running_loop()].joined_at = time.time()
     await revoke.adisconnect_user(await user_of(revoke_sub), reason="test")
     _SlowConnect.gate.set()
     connected, _ = await opening
@@ -209,19 +215,20 @@ class with_store_reads:
         self.monkeypatch.undo()
 
 
-async def test_a_revocation_before_the_listener_joined_is_found_in_the_store(monkeypatch):
-    """The first socket of a process: its listener joins after the revocation was sent,
-    so the log cannot know; the markers newer than the handshake's check decide."""
+async def test_a_revocation_the_listener_may_have_missed_is_found_in_the_store(monkeypatch):
+    """The listener (re)joined the broadcast group after the handshake's check: the log
+    cannot know what was sent before, so the markers newer than the check decide."""
     issuer = TestIssuer()
     with issuer.activate():
         for loop, listener in list(revoke._listeners.items()):  # a fresh process's state
             listener.task.cancel()
             del revoke._listeners[loop]
         async with with_store_reads(monkeypatch) as reads:
-            assert not await _revoked_while_connecting(issuer, "fay", "fay")
+            assert not await _revoked_while_connecting(issuer, "fay", "fay", rejoin=True)
         assert len(reads) == 2  # the handshake's check, and again at registration
-        async with with_store_reads(monkeypatch) as reads:
-            assert await _revoked_while_connecting(issuer, "gus", "fay")  # no marker of gus
+        async with with_store_reads(monkeypatch) as reads:  # no marker of gus
+            assert await _revoked_while_connecting(issuer, "gus", "fay", rejoin=True)
+        assert len(reads) == 2
 
 
 async def test_the_log_counts_only_revocations_since_the_check() -> None:

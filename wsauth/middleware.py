@@ -15,7 +15,7 @@ from typing import Any
 from django.contrib.auth.models import AnonymousUser
 from django.utils.module_loading import import_string
 
-from . import close_codes, limits
+from . import close_codes, limits, revoke
 from .authenticators import BaseAuthenticator, Handshake, Identity, Refused
 from .conf import Conf, get_conf, on_reset
 from .logutil import mask
@@ -163,6 +163,7 @@ class WSAuthMiddleware:
         """Authenticate and admit the handshake: the inner application's scope and send,
         and the user's socket place to give back at the end; ``None`` when refused (the
         refusal, 403 or 4429, has been sent and the disconnect received)."""
+        revoke.listen()
         checked_at = time.time()  # before the revocation markers are read
         conf = get_conf()
         address = limits.client_address(scope, conf)
@@ -182,7 +183,8 @@ class WSAuthMiddleware:
                                 identity.issued_at,
                                 address,
                             )
-                        else:
+                        else:  # the markers are read now, after the token's checks
+                            checked_at = time.time()
                             slot = await limits.admit(
                                 identity.user, identity.claims, identity.issued_at, address, conf
                             )

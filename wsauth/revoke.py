@@ -208,6 +208,18 @@ class _Listener:
                 delay = min(delay * 2, 2.0)
 
 
+def listen() -> None:
+    """Start this event loop's revocation listener if there is none (it joins the
+    broadcast group in the background). Called at every handshake, before its checks: a
+    new process is then in the group before most of its first sockets register, and
+    their registration needs no store read (see ``join``)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _listeners:
+        layer = get_channel_layer()
+        if layer is not None:
+            _listeners[loop] = _Listener(layer)
+
+
 async def join(
     member: Member,
     groups: list[str],
