@@ -139,7 +139,7 @@ async def test_registry_reaches_open_members_and_forgets_gone_ones() -> None:
     assert await registry.deliver({"groups": ["g.user", "g.sid"], "reason": "test"}) == 1
     assert kept.events == [{"groups": ["g.user", "g.sid"], "reason": "test"}]
     assert left.events == []
-    assert registry.count("g.user") == 1
+    assert [ref() for ref in registry.members["g.user"] if ref() is not None] == [kept]
     registry.discard(kept, ("g.user", "g.sid"))  # purges the dead references too
     assert registry.members == {}
 
@@ -234,7 +234,7 @@ async def test_a_revocation_the_listener_may_have_missed_is_found_in_the_store(m
 async def test_the_log_counts_only_revocations_since_the_check() -> None:
     registry = revoke._Registry()
     await registry.deliver({"groups": ["g.user"], "reason": "old"})
-    since = revoke.time.time()
+    since = time.time()
     assert not registry.revoked_since(["g.user"], since + 0.001)  # before the check
     await registry.deliver({"groups": ["g.sid"], "reason": "new"})
     assert registry.revoked_since(["g.user", "g.sid"], since)

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.issuer import AUDIENCE, new_key, public_jwk
 from wsauth import conf as wsauth_conf
-from wsauth.tokens import TokenError, validate_access_token
+from wsauth.tokens import TokenError, shared_claims, validate_access_token
 
 pytestmark = pytest.mark.django_db
 
@@ -265,6 +265,15 @@ async def test_verified_cache_never_outlives_exp(issuer, wsauth_settings):
             return
         time.sleep(0.1)
     pytest.fail("an expired token stayed valid")
+
+
+def test_shared_ticket_claims_are_not_kept_past_exp(settings):
+    """Tickets' claims share one dict by content, like verified tokens only until exp."""
+    conf = wsauth_conf.get_conf()
+    live = {"iss": "https://idp.test", "sub": "s", "jti": "j", "exp": time.time() + 60}
+    spent = {**live, "jti": "k", "exp": time.time() - 1}
+    assert shared_claims(dict(live), conf) is shared_claims(dict(live), conf)
+    assert shared_claims(dict(spent), conf) is not shared_claims(dict(spent), conf)
 
 
 async def test_token_without_kid_uses_the_only_key(issuer, wsauth_settings):

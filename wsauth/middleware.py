@@ -129,8 +129,8 @@ class _SelectingSend:
 
     async def __call__(self, message: dict[str, Any]) -> None:
         if message["type"] == "websocket.accept":
-            chosen = message.get("subprotocol")
-            if chosen not in self.offered and chosen != self.chosen:  # (no copy to keep)
+            asked = message.get("subprotocol")
+            if asked not in self.offered and asked != self.chosen:  # (no copy to keep)
                 message = {**message, "subprotocol": self.chosen}
         await self.send(message)
 

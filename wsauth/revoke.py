@@ -132,9 +132,6 @@ class _Registry:
         if not refs:
             del self.members[group]
 
-    def count(self, group: str) -> int:
-        return sum(ref() is not None for ref in self.members.get(group, ()))
-
     def revoked_since(self, groups: Iterable[str], since: float) -> bool:
         """Whether a revocation of one of ``groups`` arrived at or after ``since``."""
         wanted = frozenset(groups)
@@ -213,11 +210,19 @@ def listen() -> None:
     broadcast group in the background). Called at every handshake, before its checks: a
     new process is then in the group before most of its first sockets register, and
     their registration needs no store read (see ``join``)."""
-    loop = asyncio.get_running_loop()
-    if loop not in _listeners:
+    if asyncio.get_running_loop() not in _listeners:
         layer = get_channel_layer()
         if layer is not None:
-            _listeners[loop] = _Listener(layer)
+            _listener(layer)
+
+
+def _listener(layer: Any) -> _Listener:
+    """This event loop's listener on ``layer``, started if it has none (or a stopped one)."""
+    loop = asyncio.get_running_loop()
+    listener = _listeners.get(loop)
+    if listener is None or listener.task.done() or listener.layer is not layer:
+        listener = _listeners[loop] = _Listener(layer)
+    return listener
 
 
 async def join(
@@ -238,10 +243,7 @@ async def join(
     store's markers of ``user_pk`` and ``claims``. Raises ``Revoked``."""
     if layer is None:
         return
-    loop = asyncio.get_running_loop()
-    listener = _listeners.get(loop)
-    if listener is None or listener.task.done() or listener.layer is not layer:
-        listener = _listeners[loop] = _Listener(layer)
+    listener = _listener(layer)
     if not listener.ready.is_set():
         async with asyncio.timeout(5):
             await listener.ready.wait()

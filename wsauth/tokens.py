@@ -17,8 +17,10 @@ import math
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from operator import attrgetter
+from typing import Any, Generic, TypeVar
 
 from jwt.algorithms import get_default_algorithms
 
@@ -140,53 +142,62 @@ def check_claims(claims: dict[str, Any], conf: Conf, now: float | None = None) -
             raise TokenError("wrong_audience", f"audience {aud!r} is not accepted")
 
 
-class _VerifiedCache:
-    """Bounded LRU of verified tokens by SHA-256 digest; an entry never outlives ``exp``."""
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
-    def __init__(self, size: int) -> None:
+
+class _BoundedCache(Generic[K, V]):
+    """Bounded LRU; an entry never outlives its expiry (``expires(value)``, epoch s)."""
+
+    def __init__(self, size: int, expires: Callable[[V], float]) -> None:
         self.size = size
-        self._entries: OrderedDict[bytes, VerifiedToken] = OrderedDict()
+        self.expires = expires
+        self._entries: OrderedDict[K, V] = OrderedDict()
 
-    def get(self, digest: bytes, now: float) -> VerifiedToken | None:
-        token = self._entries.get(digest)
-        if token is None:
+    def get(self, key: K, now: float) -> V | None:
+        value = self._entries.get(key)
+        if value is None:
             return None
-        if now >= token.expires_at:
-            del self._entries[digest]
+        if now >= self.expires(value):
+            del self._entries[key]
             return None
-        self._entries.move_to_end(digest)
-        return token
+        self._entries.move_to_end(key)
+        return value
 
-    def put(self, digest: bytes, token: VerifiedToken) -> None:
+    def put(self, key: K, value: V) -> None:
         if self.size <= 0:
             return
-        self._entries[digest] = token
-        self._entries.move_to_end(digest)
+        self._entries[key] = value
+        self._entries.move_to_end(key)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
-    def discard_where(self, predicate: Any) -> None:
-        for digest in [d for d, t in self._entries.items() if predicate(t)]:
-            del self._entries[digest]
-
-    def clear(self) -> None:
-        self._entries.clear()
+    def discard_where(self, predicate: Callable[[V], bool]) -> None:
+        for key in [k for k, v in self._entries.items() if predicate(v)]:
+            del self._entries[key]
 
 
-_verified: _VerifiedCache | None = None
+def _claims_exp(claims: dict[str, Any]) -> float:
+    exp = claims.get("exp")
+    return float(exp) if isinstance(exp, int | float) else 0.0
 
 
-def _verified_cache(conf: Conf) -> _VerifiedCache:
+#: Verified tokens by SHA-256 digest, and (``shared_claims``) tickets' claims by content.
+_verified: _BoundedCache[bytes, VerifiedToken] | None = None
+_shared: _BoundedCache[tuple[Any, ...], dict[str, Any]] | None = None
+
+
+def _verified_cache(conf: Conf) -> _BoundedCache[bytes, VerifiedToken]:
     global _verified
     if _verified is None:
-        _verified = _VerifiedCache(conf.verified_token_cache_size)
+        _verified = _BoundedCache(conf.verified_token_cache_size, attrgetter("expires_at"))
     return _verified
 
 
 @on_reset
-def _drop_verified() -> None:
-    global _verified
-    _verified = None
+def _drop_caches() -> None:
+    global _verified, _shared
+    _verified = _shared = None
 
 
 def forget_verified(predicate: Any) -> None:
@@ -276,7 +287,7 @@ async def validate_access_token(
     alg, kid = check_header(header, conf)
     await verify_signature(alg, kid, signing_input, signature, conf)
     check_claims(claims, conf, now)
-    claims = compact(claims, conf)
+    claims = _compact(claims, conf)
     verified = VerifiedToken(
         claims=claims,
         alg=sys.intern(alg),  # an allowed algorithm's name
@@ -290,7 +301,7 @@ async def validate_access_token(
     return verified
 
 
-def compact(obj: dict[str, Any], conf: Conf) -> dict[str, Any]:
+def _compact(obj: dict[str, Any], conf: Conf) -> dict[str, Any]:
     """Share what verified tokens repeat: interned keys, the configured issuer and
     audience strings. A socket keeps its token's claims for its whole life; this halves
     their memory. Only verified claims come here (signed, or a ticket's record of them,
@@ -310,32 +321,25 @@ def compact(obj: dict[str, Any], conf: Conf) -> dict[str, Any]:
     return out
 
 
-_shared: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
-
-
 def shared_claims(claims: dict[str, Any], conf: Conf) -> dict[str, Any]:
     """A ticket's claims, compacted, and the same dict as an earlier ticket's of the same
     token on this process: each ticket's record is unpickled afresh, and the tickets of
     one token (a user's tabs) would each keep a copy for the socket's life. Shared only
-    when equal in every claim; bounded like the verified-token cache."""
+    when equal in every claim; bounded and dropped at ``exp`` like verified tokens."""
+    global _shared
     key = tuple(claims.get(name) for name in ("iss", "sub", "jti", "iat", "exp"))
     try:
-        known = _shared.get(key)
+        hash(key)
     except TypeError:  # an unhashable claim value: nothing to share by
-        return compact(claims, conf)
+        return _compact(claims, conf)
+    if _shared is None:
+        _shared = _BoundedCache(conf.verified_token_cache_size, _claims_exp)
+    known = _shared.get(key, time.time())
     if known is not None and known == claims:
-        _shared.move_to_end(key)
         return known
-    out = _shared[key] = compact(claims, conf)
-    _shared.move_to_end(key)
-    while len(_shared) > conf.verified_token_cache_size:
-        _shared.popitem(last=False)
+    out = _compact(claims, conf)
+    _shared.put(key, out)
     return out
-
-
-@on_reset
-def _drop_shared() -> None:
-    _shared.clear()
 
 
 def _check_binding(token: VerifiedToken, conf: Conf, binding: str) -> None:
