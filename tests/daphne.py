@@ -101,12 +101,13 @@ TEST_LIMITS = {"HANDSHAKE_RATE": None, "FAILED_AUTH_RATE": None, "MAX_SOCKETS_PE
 
 
 class DaphneServer:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, module: str = "daphne") -> None:
         overrides = {**TEST_LIMITS, **json.loads(env.get("WSAUTH_OVERRIDES") or "{}")}
         env = {**env, "WSAUTH_OVERRIDES": json.dumps(overrides)}
         self.env = env
         self.port = free_port()
         self.log_path = log_path
+        self.module = module  # what ``python -m`` runs: Daphne's command line or a wrapper
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -123,7 +124,7 @@ class DaphneServer:
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                self.module,
                 "-b",
                 "127.0.0.1",
                 "-p",

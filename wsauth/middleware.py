@@ -23,6 +23,7 @@ from .logutil import mask
 from .origins import gate
 from .revoke import Revoked
 from .routing import wants_first_message_auth
+from .serverstate import forget_credentials
 
 logger = logging.getLogger("wsauth")
 
@@ -128,11 +129,14 @@ class _SelectingSend:
         self.send, self.offered, self.chosen = send, offered, chosen
 
     async def __call__(self, message: dict[str, Any]) -> None:
-        if message["type"] == "websocket.accept":
-            asked = message.get("subprotocol")
-            if asked not in self.offered and asked != self.chosen:  # (no copy to keep)
-                message = {**message, "subprotocol": self.chosen}
+        if message["type"] != "websocket.accept":
+            return await self.send(message)
+        asked = message.get("subprotocol")
+        if asked not in self.offered and asked != self.chosen:  # (no copy to keep)
+            message = {**message, "subprotocol": self.chosen}
         await self.send(message)
+        # Answered: the server's copies of the request need the credential no more.
+        forget_credentials(self.send, get_conf().subprotocol_prefix)
 
 
 class WSAuthMiddleware:

@@ -1,0 +1,88 @@
+"""``python -m tests.memprobe [daphne arguments]``: Daphne's command line, plus a look at
+what the live process holds. On SIGUSR2 it reads strings, one a line, from
+``$WSAUTH_MEMPROBE.in``, looks for each inside every string and bytes object that any
+object tracked by the garbage collector refers to (dicts, lists, tuples, instances,
+frames: whatever keeps a str alive refers to it), directly or through untracked
+containers, and writes ``$WSAUTH_MEMPROBE.out``:
+JSON, for each string, its holders: type names, for a dict the keys that hold it, and
+``tracked>untracked`` for a holder reached through an untracked container."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def holders(needles: list[str]) -> list[list[str]]:
+    wanted = [(n, n.encode()) for n in needles]
+    found: list[list[str]] = [[] for _ in needles]
+    own = {id(needles), id(wanted), id(found), *map(id, wanted), *map(id, found)}
+    gc.collect()  # what is only waiting for the collector is not held
+    objects = gc.get_objects()
+    own.add(id(objects))
+    for tracked in objects:
+        if id(tracked) in own:
+            continue
+        for holder, ref in _texts(tracked):
+            if isinstance(ref, str):
+                hits = [i for i, (text, _) in enumerate(wanted) if text in ref]
+            else:
+                hits = [i for i, (_, raw) in enumerate(wanted) if raw in ref]
+            name = _name(holder, ref)
+            if holder is not tracked:
+                name = f"{_name(tracked, None)}>{name}"
+            for i in hits:
+                found[i].append(name)
+    return found
+
+
+def _texts(holder: Any) -> list[tuple[Any, str | bytes | bytearray]]:
+    """``(container, text)`` for the strings and bytes ``holder`` refers to, also through
+    the containers the collector does not track (a dict or tuple of strings only is
+    untracked: autobahn's parsed headers are such a dict)."""
+    out: list[tuple[Any, Any]] = []
+    stack = [holder]
+    while stack:
+        container = stack.pop()
+        for ref in gc.get_referents(container):
+            if isinstance(ref, str | bytes | bytearray):
+                out.append((container, ref))
+            elif isinstance(ref, dict | tuple | list | set | frozenset) and not gc.is_tracked(ref):
+                stack.append(ref)
+    return out
+
+
+def _name(holder: Any, ref: Any) -> str:
+    """The holder's type, and for a dict the keys under which it holds ``ref``."""
+    name = type(holder).__qualname__
+    if isinstance(holder, dict) and ref is not None:
+        keys = sorted(str(k) for k, v in list(holder.items()) if v is ref)
+        if keys:
+            return f"{name}[{','.join(keys)}]"
+    return name
+
+
+def _probe(*_: Any) -> None:
+    base = Path(os.environ["WSAUTH_MEMPROBE"])
+    needles = base.with_suffix(".in").read_text().split()
+    result = holders(needles)
+    out = base.with_suffix(".out")
+    out.with_suffix(".tmp").write_text(json.dumps(result))
+    out.with_suffix(".tmp").rename(out)
+
+
+def main() -> None:
+    signal.signal(signal.SIGUSR2, _probe)
+    from daphne.cli import CommandLineInterface
+
+    sys.argv[0] = "daphne"
+    CommandLineInterface.entrypoint()
+
+
+if __name__ == "__main__":
+    main()
