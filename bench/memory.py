@@ -47,7 +47,8 @@ async def _hold(port: int, creds: Sequence[Cred | TicketFor], into: list[WS]) ->
 async def _ladder(
     ctx: Context, name: str, creds: Sequence[Cred | TicketFor], levels: list[int]
 ) -> dict[str, Any]:
-    server = ctx.fresh_server(f"mem-{name}", "bare" if name.startswith("bare") else "wsauth")
+    app = "bare-forgetting" if name.endswith("forgotten") else name.partition("-")[0]
+    server = ctx.fresh_server(f"mem-{name}", app)
     warm: list[WS] = []
     await _hold(server.port, creds[:50], warm)  # warm-up: imports, keys, connections, caches
     for ws in warm:
@@ -91,6 +92,9 @@ async def run(ctx: Context) -> None:
     # The same request bytes to bare Daphne: Daphne, autobahn and Twisted keep the
     # request's headers (the token among them) for the socket's life, whoever authenticates.
     creds["bare-same-request"] = creds["wsauth"]
+    # ... with those copies of the request forgotten after the accept, as wsauth does
+    # (wsauth.serverstate): what is left over bare is the bytes' passage, nobody's state.
+    creds["bare-same-request-forgotten"] = creds["wsauth"]
     # By ticket: a short query string instead of the token in a header. One token per
     # user (a user's tabs share it), one ticket per socket, POSTed on another process.
     mint = ctx.server("wsauth-mint", "wsauth").port
@@ -101,7 +105,8 @@ async def run(ctx: Context) -> None:
         Cred(path=f"/ws/echo/?ticket={secrets.token_urlsafe(32)}") for _ in range(top + 100)
     ]
     raw: dict[str, Any] = {}
-    for name in ("bare", "bare-same-request", "bare-ticket-request", "wsauth", "wsauth-ticket"):
+    names = ("bare", "bare-same-request", "bare-same-request-forgotten", "bare-ticket-request")
+    for name in (*names, "wsauth", "wsauth-ticket"):
         raw[name] = await _ladder(ctx, name, creds[name], levels)
     ctx.results.raw[SECTION] = raw
     res = ctx.results
@@ -109,12 +114,14 @@ async def run(ctx: Context) -> None:
         bare = raw["bare"]["levels"][level]
         auth = raw["wsauth"]["levels"][level]
         same = raw["bare-same-request"]["levels"][level]
+        forgotten = raw["bare-same-request-forgotten"]["levels"][level]
         ticket = raw["wsauth-ticket"]["levels"][level]
         same_ticket = raw["bare-ticket-request"]["levels"][level]
         res.add(SECTION, f"RSS/socket at {level}: bare", bare["per_socket"] / 1024, "KiB")
         for label, row in (
             ("wsauth", auth),
             ("bare, same request bytes", same),
+            ("bare, same request bytes, forgotten after accept", forgotten),
             ("wsauth by ticket", ticket),
             ("bare, a ticket's request bytes", same_ticket),
         ):
@@ -127,6 +134,12 @@ async def run(ctx: Context) -> None:
                 vs="bare",
             )
         last = level == top
+        res.add(  # wsauth's own state: the same bytes passed through Daphne, forgotten alike
+            SECTION,
+            f"extra RSS/authenticated socket at {level}, same request bytes forgotten alike",
+            (auth["per_socket"] - forgotten["per_socket"]) / 1024,
+            "KiB",
+        )
         for kind, row, same_bytes in (
             ("authenticated", auth, same),
             ("ticket-authenticated", ticket, same_ticket),

@@ -31,6 +31,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 APPS = {
     "bare": "bench.asgi_bare:application",
+    "bare-forgetting": "bench.asgi_bare:forgetting_application",
     "session": "bench.asgi_session:application",
     "wsauth": "project.asgi:application",
     "wsauth-local": "project.asgi:application",
