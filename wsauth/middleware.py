@@ -125,7 +125,7 @@ class _SelectingSend:
 
     __slots__ = ("chosen", "offered", "send")
 
-    def __init__(self, send: Any, offered: tuple[str, ...], chosen: str | None) -> None:
+    def __init__(self, send: Any, offered: list[str], chosen: str | None) -> None:
         self.send, self.offered, self.chosen = send, offered, chosen
 
     async def __call__(self, message: dict[str, Any]) -> None:
@@ -255,7 +255,8 @@ class WSAuthMiddleware:
                 scope.get("path"),
                 address,
             )
-        return scope, _SelectingSend(send, tuple(handshake.app_protocols), chosen), slot
+        # The offers' list is the scope's own (no copy for the socket's life).
+        return scope, _SelectingSend(send, handshake.app_protocols, chosen), slot
 
     async def _refuse(
         self,

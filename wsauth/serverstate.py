@@ -38,11 +38,6 @@ def _protocol(send: Any) -> Any | None:
     return None
 
 
-def _offers_without(value: str, prefix: str) -> str:
-    """A ``Sec-WebSocket-Protocol`` value without the token's offer."""
-    return ", ".join(p.strip() for p in value.split(",") if not p.strip().startswith(prefix))
-
-
 def _query_without(query: str) -> str:
     """A query string without its credential arguments."""
     kept = (p for p in query.split("&") if p.partition("=")[0] not in CREDENTIAL_ARGUMENTS)
@@ -66,7 +61,7 @@ def forget_credentials(send: Any, prefix: str) -> bool:
     requests = getattr(channel, "requests", None)
     if isinstance(requests, list):
         for request in requests:
-            _forget_in_twisted(request, prefix)
+            _forget_in_twisted(request, prefix.encode("ascii"))
     return True
 
 
@@ -80,7 +75,7 @@ def _forget_in_autobahn(protocol: Any, prefix: str) -> None:
     if isinstance(headers, dict):
         value = headers.get("sec-websocket-protocol")
         if isinstance(value, str) and prefix in value:
-            headers["sec-websocket-protocol"] = _offers_without(value, prefix)
+            del headers["sec-websocket-protocol"]  # the offers stay in the scope
     response = getattr(protocol, "http_response_data", None)
     if isinstance(response, str) and prefix in response:  # the token was the one selected
         protocol.http_response_data = ""
@@ -97,14 +92,12 @@ def _forget_in_autobahn(protocol: Any, prefix: str) -> None:
             protocol.http_status_line = f"{method} {_uri_without(uri)} {version}"
 
 
-def _forget_in_twisted(request: Any, prefix: str) -> None:
+def _forget_in_twisted(request: Any, marker: bytes) -> None:
     headers = getattr(request, "requestHeaders", None)
-    if headers is not None and hasattr(headers, "getRawHeaders"):
+    if headers is not None and hasattr(headers, "removeHeader"):
         raw = headers.getRawHeaders(b"sec-websocket-protocol") or []
-        values = [v.decode("latin-1") for v in raw if isinstance(v, bytes)]
-        if any(prefix in v for v in values):
-            kept = [_offers_without(v, prefix).encode("latin-1") for v in values]
-            headers.setRawHeaders(b"sec-websocket-protocol", kept)
+        if any(isinstance(v, bytes) and marker in v for v in raw):
+            headers.removeHeader(b"sec-websocket-protocol")
     args = getattr(request, "args", None)
     if not isinstance(args, dict) or not any(name in args for name in _RAW_ARGUMENTS):
         return
