@@ -1,4 +1,5 @@
-"""``python -m bench [sections...] [--quick] [--callgrind]``: see docs/performance.md."""
+"""``python -m bench [sections...] [--quick] [--callgrind] [--tracemalloc]``: see
+docs/performance.md."""
 
 from __future__ import annotations
 
@@ -35,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--callgrind-handshakes", type=int, default=100, metavar="N")
     parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="also attribute memory per socket to source lines, wsauth against bare",
+    )
+    parser.add_argument(
         "--json",
         type=Path,
         default=ROOT / "bench" / "results" / "latest.json",
@@ -48,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown section(s) {unknown}; choose from {SECTIONS}")
     if args.callgrind and not {"handshakes", "messages"} & set(chosen):
         chosen.append("handshakes")
+    if args.tracemalloc and "memory" not in chosen:
+        chosen.append("memory")
     chosen = [s for s in SECTIONS if s in chosen]
 
     raise_fd_limit()
@@ -55,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick,
         callgrind=args.callgrind,
         callgrind_handshakes=args.callgrind_handshakes,
+        tracemalloc=args.tracemalloc,
     )
     results = Results(meta={**machine(), "sections": chosen, "quick": args.quick})
     ctx = Context(options, results)

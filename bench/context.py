@@ -26,6 +26,7 @@ class Options:
     quick: bool = False
     callgrind: bool = False
     callgrind_handshakes: int = 100
+    tracemalloc: bool = False
 
 
 class Context:

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import secrets
+import signal
+import tracemalloc
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -13,12 +17,15 @@ from typing import Any
 
 from .context import Context
 from .load import Cred, open_ws, run_pool, token_cred
-from .servers import create_users
+from .servers import ROOT, Daphne, create_users
 from .wsclient import WS, post_ticket
 
 SECTION = "memory"
 USERS = 1000
 CONCURRENCY = 50
+#: Sockets held for the allocation attribution (``--tracemalloc``), and lines reported.
+TRACED_SOCKETS = 2000
+TRACED_LINES = 12
 
 
 @dataclass(frozen=True)
@@ -47,8 +54,7 @@ async def _hold(port: int, creds: Sequence[Cred | TicketFor], into: list[WS]) ->
 async def _ladder(
     ctx: Context, name: str, creds: Sequence[Cred | TicketFor], levels: list[int]
 ) -> dict[str, Any]:
-    app = "bare-forgetting" if name.endswith("forgotten") else name.partition("-")[0]
-    server = ctx.fresh_server(f"mem-{name}", app)
+    server = ctx.fresh_server(f"mem-{name}", "bare" if name.startswith("bare") else "wsauth")
     warm: list[WS] = []
     await _hold(server.port, creds[:50], warm)  # warm-up: imports, keys, connections, caches
     for ws in warm:
@@ -92,9 +98,6 @@ async def run(ctx: Context) -> None:
     # The same request bytes to bare Daphne: Daphne, autobahn and Twisted keep the
     # request's headers (the token among them) for the socket's life, whoever authenticates.
     creds["bare-same-request"] = creds["wsauth"]
-    # ... with those copies of the request forgotten after the accept, as wsauth does
-    # (wsauth.serverstate): what is left over bare is the bytes' passage, nobody's state.
-    creds["bare-same-request-forgotten"] = creds["wsauth"]
     # By ticket: a short query string instead of the token in a header. One token per
     # user (a user's tabs share it), one ticket per socket, POSTed on another process.
     mint = ctx.server("wsauth-mint", "wsauth").port
@@ -105,8 +108,7 @@ async def run(ctx: Context) -> None:
         Cred(path=f"/ws/echo/?ticket={secrets.token_urlsafe(32)}") for _ in range(top + 100)
     ]
     raw: dict[str, Any] = {}
-    names = ("bare", "bare-same-request", "bare-same-request-forgotten", "bare-ticket-request")
-    for name in (*names, "wsauth", "wsauth-ticket"):
+    for name in ("bare", "bare-same-request", "bare-ticket-request", "wsauth", "wsauth-ticket"):
         raw[name] = await _ladder(ctx, name, creds[name], levels)
     ctx.results.raw[SECTION] = raw
     res = ctx.results
@@ -114,14 +116,12 @@ async def run(ctx: Context) -> None:
         bare = raw["bare"]["levels"][level]
         auth = raw["wsauth"]["levels"][level]
         same = raw["bare-same-request"]["levels"][level]
-        forgotten = raw["bare-same-request-forgotten"]["levels"][level]
         ticket = raw["wsauth-ticket"]["levels"][level]
         same_ticket = raw["bare-ticket-request"]["levels"][level]
         res.add(SECTION, f"RSS/socket at {level}: bare", bare["per_socket"] / 1024, "KiB")
         for label, row in (
             ("wsauth", auth),
             ("bare, same request bytes", same),
-            ("bare, same request bytes, forgotten after accept", forgotten),
             ("wsauth by ticket", ticket),
             ("bare, a ticket's request bytes", same_ticket),
         ):
@@ -134,12 +134,6 @@ async def run(ctx: Context) -> None:
                 vs="bare",
             )
         last = level == top
-        res.add(  # wsauth's own state: the same bytes passed through Daphne, forgotten alike
-            SECTION,
-            f"extra RSS/authenticated socket at {level}, same request bytes forgotten alike",
-            (auth["per_socket"] - forgotten["per_socket"]) / 1024,
-            "KiB",
-        )
         for kind, row, same_bytes in (
             ("authenticated", auth, same),
             ("ticket-authenticated", ticket, same_ticket),
@@ -159,6 +153,8 @@ async def run(ctx: Context) -> None:
                 target="<= 2 KiB" if last else None,
                 met=extra <= 2 if last else None,
             )
+    if ctx.options.tracemalloc:
+        await _attribute(ctx, creds["bare"], creds["wsauth"])
     held = raw["wsauth"]["levels"][top]["held"]
     res.add(
         SECTION,
@@ -168,3 +164,69 @@ async def run(ctx: Context) -> None:
         target=f"{top}" if top == 10000 else None,
         met=held >= top if top == 10000 else None,
     )
+
+
+# -- where the memory goes: tracemalloc, by line, wsauth against bare ------------------------
+
+
+async def _snapshot(server: Daphne, out: Any, n: int) -> tracemalloc.Snapshot:
+    """Snapshot ``n`` of the server's live allocations (``bench.serve``, SIGUSR2)."""
+    server.proc.send_signal(signal.SIGUSR2)  # type: ignore[union-attr]
+    path = out.with_name(f"{out.name}.{n}")
+    for _ in range(600):
+        if path.exists():
+            return tracemalloc.Snapshot.load(str(path))
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"no tracemalloc snapshot from {server.app}")
+
+
+async def _traced(
+    ctx: Context, app: str, creds: Sequence[Cred | TicketFor]
+) -> tuple[Counter[str], int]:
+    """Bytes allocated and alive per socket, by line, for TRACED_SOCKETS idle sockets."""
+    out = ctx.project.dir / f"tracemalloc-{app}"
+    server = Daphne(ctx.project, app, tracemalloc_out=out).start()
+    try:
+        warm: list[WS] = []
+        await _hold(server.port, creds[:50], warm)
+        for ws in warm:
+            await ws.close()
+        await asyncio.sleep(1)
+        before = await _snapshot(server, out, 0)
+        held: list[WS] = []
+        await _hold(server.port, creds[50 : 50 + TRACED_SOCKETS], held)
+        await asyncio.sleep(2)
+        after = await _snapshot(server, out, 1)
+        for ws in held:
+            ws.abort()
+    finally:
+        server.stop()
+    by_line: Counter[str] = Counter()
+    for stat in after.compare_to(before, "lineno"):
+        frame = stat.traceback[0]
+        where = re.sub(r".*/(site-packages|lib/python3\.\d+)/", "", frame.filename)
+        where = where.replace(f"{ROOT}/", "")
+        by_line[f"{where}:{frame.lineno}"] += stat.size_diff
+    return by_line, len(held)
+
+
+async def _attribute(
+    ctx: Context, bare_creds: Sequence[Cred | TicketFor], creds: Sequence[Cred | TicketFor]
+) -> None:
+    """Python allocations alive per idle socket (tracemalloc), wsauth against bare, and the
+    lines that hold the difference: the breakdown behind the RSS figures."""
+    bare, n_bare = await _traced(ctx, "bare", bare_creds)
+    auth, n_auth = await _traced(ctx, "wsauth", creds)
+    res = ctx.results
+    per_bare = sum(bare.values()) / n_bare
+    per_auth = sum(auth.values()) / n_auth
+    label = f"traced Python memory/socket ({n_auth} idle sockets)"
+    res.add(SECTION, f"{label}: bare", per_bare, "B")
+    res.add(SECTION, f"{label}: wsauth", per_auth, "B", ratio=per_auth / per_bare, vs="bare")
+    res.add(SECTION, "traced extra/authenticated socket", per_auth - per_bare, "B")
+    extra = Counter({k: auth[k] / n_auth - bare[k] / n_bare for k in set(auth) | set(bare)})
+    for where, size in extra.most_common(TRACED_LINES):
+        res.add(SECTION, f"  extra/socket at {where}", size, "B")
+    ctx.results.raw.setdefault(SECTION, {})["tracemalloc_extra_per_socket"] = {
+        k: round(v, 1) for k, v in extra.most_common() if abs(v) >= 1
+    }

@@ -31,7 +31,6 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 APPS = {
     "bare": "bench.asgi_bare:application",
-    "bare-forgetting": "bench.asgi_bare:forgetting_application",
     "session": "bench.asgi_session:application",
     "wsauth": "project.asgi:application",
     "wsauth-local": "project.asgi:application",
@@ -162,6 +161,7 @@ class Daphne:
         app: str,
         *,
         callgrind_out: Path | None = None,
+        tracemalloc_out: Path | None = None,
         wsauth: dict[str, Any] | None = None,
     ) -> None:
         """``wsauth``: WSAUTH settings on top of the project's and the app's (and, under
@@ -179,6 +179,8 @@ class Daphne:
                 **(wsauth or {}),
             }
             self.env = {**project.env, "WSAUTH_OVERRIDES": json.dumps(overrides)}
+        if tracemalloc_out is not None:  # bench.serve dumps snapshots on SIGUSR2
+            self.env = {**self.env, "BENCH_TRACEMALLOC": str(tracemalloc_out)}
         self.log_path = project.dir / f"daphne-{app}-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
