@@ -20,6 +20,10 @@ demo: demo-env
 test:
 	bash tests/run.sh
 
-# BENCH_ARGS: sections and flags, e.g. make bench BENCH_ARGS='--quick handshakes'
+# Every figure, instruction counts and memory attribution included (docs/performance.md).
+# BENCH_ARGS: sections and flags instead, e.g. make bench BENCH_ARGS='--quick handshakes'
+BENCH_ARGS ?= --callgrind --callgrind-handshakes 30 --tracemalloc
 bench: demo-env
+	@command -v valgrind >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
