@@ -33,6 +33,8 @@ def holders(needles: list[str]) -> list[list[str]]:
                 hits = [i for i, (text, _) in enumerate(wanted) if text in ref]
             else:
                 hits = [i for i, (_, raw) in enumerate(wanted) if raw in ref]
+            if not hits:
+                continue
             name = _name(holder, ref)
             if holder is not tracked:
                 name = f"{_name(tracked, None)}>{name}"
