@@ -23,7 +23,8 @@ test:
 # Every figure, instruction counts and memory attribution included (docs/performance.md).
 # BENCH_ARGS: sections and flags instead, e.g. make bench BENCH_ARGS='--quick handshakes'
 BENCH_ARGS ?= --callgrind --callgrind-handshakes 30 --tracemalloc
+AS_ROOT := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 bench: demo-env
-	@command -v valgrind >/dev/null || { apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+	@command -v valgrind >/dev/null || { $(AS_ROOT) apt-get update -qq && \
+	  $(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)

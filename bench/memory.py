@@ -51,15 +51,21 @@ async def _hold(port: int, creds: Sequence[Cred | TicketFor], into: list[WS]) ->
     return failures
 
 
+async def _warm_up(port: int, creds: Sequence[Cred | TicketFor]) -> None:
+    """50 sockets opened and closed: imports, keys, connections and caches, before the
+    baseline is taken."""
+    warm: list[WS] = []
+    await _hold(port, creds[:50], warm)
+    for ws in warm:
+        await ws.close()
+    await asyncio.sleep(1)
+
+
 async def _ladder(
     ctx: Context, name: str, creds: Sequence[Cred | TicketFor], levels: list[int]
 ) -> dict[str, Any]:
     server = ctx.fresh_server(f"mem-{name}", "bare" if name.startswith("bare") else "wsauth")
-    warm: list[WS] = []
-    await _hold(server.port, creds[:50], warm)  # warm-up: imports, keys, connections, caches
-    for ws in warm:
-        await ws.close()
-    await asyncio.sleep(1)
+    await _warm_up(server.port, creds)
     base = server.rss_bytes()
     held: list[WS] = []
     out: dict[str, Any] = {"base_rss": base, "levels": {}}
@@ -187,11 +193,7 @@ async def _traced(
     out = ctx.project.dir / f"tracemalloc-{app}"
     server = Daphne(ctx.project, app, tracemalloc_out=out).start()
     try:
-        warm: list[WS] = []
-        await _hold(server.port, creds[:50], warm)
-        for ws in warm:
-            await ws.close()
-        await asyncio.sleep(1)
+        await _warm_up(server.port, creds)
         before = await _snapshot(server, out, 0)
         held: list[WS] = []
         await _hold(server.port, creds[50 : 50 + TRACED_SOCKETS], held)

@@ -122,8 +122,10 @@ class SubprotocolAuthenticator(BaseAuthenticator):
 class TicketAuthenticator(BaseAuthenticator):
     """``?ticket=<one-time ticket>`` from ``POST /wsauth/ticket/``."""
 
+    argument = "ticket"  # the query argument that carries it
+
     async def authenticate(self, handshake: Handshake, conf: Conf) -> Identity | None:
-        values = handshake.query.get("ticket")
+        values = handshake.query.get(self.argument)
         if not values:
             return None
         if len(values) != 1:
@@ -187,8 +189,10 @@ class QueryTokenAuthenticator(BaseAuthenticator):
     logs and browser history, so tickets (single use, seconds long) are the better way
     to keep a credential out of headers. Daphne's WebSocket access log omits the query."""
 
+    argument = "access_token"  # the query argument that carries it
+
     async def authenticate(self, handshake: Handshake, conf: Conf) -> Identity | None:
-        values = handshake.query.get("access_token")
+        values = handshake.query.get(self.argument)
         if not values:
             return None
         token = values[0]

@@ -85,8 +85,24 @@ def _deadlines_of(loop: asyncio.AbstractEventLoop) -> _Deadlines:
     return deadlines
 
 
-#: What Channels' ``AsyncConsumer.__call__`` sets on a consumer instance.
-_CHANNELS_ATTRIBUTES = ("scope", "channel_layer", "channel_name", "channel_receive", "base_send")
+#: Every attribute a socket's life sets on its consumer, with its starting value: what
+#: Channels' ``AsyncConsumer.__call__`` sets, then the consumer's own (immutable values:
+#: shared by every instance until it sets its own).
+_SOCKET_STATE: dict[str, Any] = {
+    **dict.fromkeys(("scope", "channel_layer", "channel_name", "channel_receive", "base_send")),
+    "_timer": None,
+    "_deadline": None,
+    "_timer_task": None,
+    "_accepted": False,
+    "_warned_for": None,
+    "_refresh_allowance": None,
+    "_refresh_stamp": 0.0,
+    "_revocation_groups": (),
+    "_msg_allowance": -1.0,
+    "_msg_stamp": 0.0,
+    "_closing": False,
+    "_slot": None,
+}
 
 
 class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
@@ -99,18 +115,19 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
 
     first_message_auth: bool = False
 
-    _timer: asyncio.TimerHandle | None = None  # the first-frame authentication timeout
-    _deadline: int | None = None  # the second of this socket's entry in _Deadlines
-    _timer_task: asyncio.Task[None] | None = None
-    _accepted = False
-    _warned_for: float | None = None
-    _refresh_allowance: float | None = None
-    _refresh_stamp = 0.0
-    _revocation_groups: tuple[str, ...] = ()
-    _msg_allowance = -1.0  # frames this socket may send now (a token bucket); -1: unset
-    _msg_stamp = 0.0
-    _closing = False
-    _slot: limits.SocketSlot | None = None  # the user's socket place, first-frame auth only
+    # A socket's own state; every one starts at its value in _SOCKET_STATE.
+    _timer: asyncio.TimerHandle | None  # the first-frame authentication timeout
+    _deadline: int | None  # the second of this socket's entry in _Deadlines
+    _timer_task: asyncio.Task[None] | None
+    _accepted: bool
+    _warned_for: float | None
+    _refresh_allowance: float | None
+    _refresh_stamp: float
+    _revocation_groups: tuple[str, ...]
+    _msg_allowance: float  # frames this socket may send now (a token bucket); -1: unset
+    _msg_stamp: float
+    _closing: bool
+    _slot: limits.SocketSlot | None  # the user's socket place, first-frame auth only
 
     def __init__(self, *args: Any, first_message_auth: bool | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -121,14 +138,8 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         # made: a name first set later, once many sockets were open (a burst of handshakes
         # makes them all before the first accepts), gives every instance a dict of its
         # own. Measured: 512 B per socket at 10k sockets, allocated at the first accept.
-        for name in _CHANNELS_ATTRIBUTES:  # set by Channels' __call__, after many are made
-            setattr(self, name, None)
-        self._accepted = self._closing = False
-        self._timer = self._timer_task = self._slot = None
-        self._deadline = self._warned_for = self._refresh_allowance = None
-        self._refresh_stamp = self._msg_stamp = 0.0
-        self._msg_allowance = -1.0
-        self._revocation_groups = ()
+        for name, value in _SOCKET_STATE.items():
+            setattr(self, name, value)
 
     @property
     def wsauth(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from .logutil import mask
 from .origins import gate
 from .revoke import Revoked
 from .routing import wants_first_message_auth
-from .serverstate import forget_credentials
+from .serverstate import forget_credentials, strip_token
 
 logger = logging.getLogger("wsauth")
 
@@ -97,25 +97,6 @@ async def authenticate(
         if identity is not None:
             return identity, handshake
     return None, handshake
-
-
-def _strip_token(scope: dict[str, Any], prefix: str, app_protocols: list[str]) -> None:
-    """Take the token out of ``subprotocols`` and the ``Sec-WebSocket-Protocol`` header of
-    the server's own scope, in place: Daphne's protocol object and the frames above this
-    middleware hold those lists for the socket's life, so a filtered copy would leave the
-    token in memory (1-4 KB per socket) and in anything that reports the scope."""
-    marker = prefix.encode("ascii")
-    headers = scope.get("headers") or []
-    if not isinstance(headers, list):
-        headers = scope["headers"] = list(headers)
-    for i, (name, value) in enumerate(headers):
-        if name.lower() == b"sec-websocket-protocol":
-            kept = [p.strip() for p in value.split(b",") if not p.strip().startswith(marker)]
-            headers[i] = (name, b", ".join(kept))
-    if isinstance(scope.get("subprotocols"), list):
-        scope["subprotocols"][:] = app_protocols
-    else:
-        scope["subprotocols"] = app_protocols
 
 
 class _SelectingSend:
@@ -235,7 +216,7 @@ class WSAuthMiddleware:
         else:
             chosen = handshake.token_protocol
         if handshake.token_protocol is not None:
-            _strip_token(scope, conf.subprotocol_prefix, handshake.app_protocols)
+            strip_token(scope, conf.subprotocol_prefix, handshake.app_protocols)
         scope = dict(scope)
         scope["subprotocols"] = handshake.app_protocols  # offers as parsed (blanks dropped)
         scope["user"] = identity.user
