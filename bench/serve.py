@@ -9,10 +9,6 @@ instruction counts under callgrind and for memory snapshots.
   window sees the steady state of a long-running server.
 - With ``BENCH_TRACEMALLOC=PATH``, tracemalloc traces every allocation and SIGUSR2 dumps a
   snapshot of what is alive (after a full collection) to ``PATH.0``, ``PATH.1``, ...
-- ``BENCH_RELEASE_DELAY`` replaces ``wsauth.stores.RELEASE_DELAY`` (20 ms), which valgrind's
-  slow-down would otherwise stretch: at full speed a sequential client's next handshake
-  comes within it, and the closed socket's place rides in that handshake's script call
-  (Redis ``INFO commandstats``: 1.0 call per handshake); 16 times slower, it never does.
 """
 
 from __future__ import annotations
@@ -45,10 +41,6 @@ def main() -> None:
         tracemalloc.start(1)
         out = os.environ["BENCH_TRACEMALLOC"]
         signal.signal(signal.SIGUSR2, lambda *_: _snapshot(out))
-    if os.environ.get("BENCH_RELEASE_DELAY"):
-        from wsauth import stores
-
-        stores.RELEASE_DELAY = float(os.environ["BENCH_RELEASE_DELAY"])
     from daphne.cli import CommandLineInterface
 
     sys.argv[0] = "daphne"

@@ -97,7 +97,12 @@ def with_overrides(env: dict[str, str], **overrides: Any) -> dict[str, str]:
 
 #: Every test's handshakes come from 127.0.0.1: per-address limits are off unless a test
 #: sets them in WSAUTH_OVERRIDES.
-TEST_LIMITS = {"HANDSHAKE_RATE": None, "FAILED_AUTH_RATE": None, "MAX_SOCKETS_PER_USER": None}
+TEST_LIMITS = {
+    "HANDSHAKE_RATE": None,
+    "USER_HANDSHAKE_RATE": None,
+    "FAILED_AUTH_RATE": None,
+    "MAX_SOCKETS_PER_USER": None,
+}
 
 
 class DaphneServer:
@@ -160,6 +165,12 @@ class DaphneServer:
                 self.proc.wait()
         if hasattr(self, "_log"):
             self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown path runs, as after an OOM kill or a lost node."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def __enter__(self) -> DaphneServer:
         return self.start()

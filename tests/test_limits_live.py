@@ -1,7 +1,8 @@
-"""Abuse limits through real Daphne processes sharing a real Redis: handshakes and
-failures per address (4429, logged once), sockets per user across processes (first-frame
-sockets included), frame size (4009) and rate (4429), X-Forwarded-For only from trusted
-proxies, slow authentication."""
+"""Abuse limits through real Daphne processes sharing a real Redis: failures per address
+(4429 for failing handshakes only, logged once), handshakes per user, sockets per user
+across processes (first-frame sockets included) on leases that outlive a killed process
+by one lease only, frame size (4009) and rate (4429), X-Forwarded-For only from trusted
+proxies and by its rightmost untrusted hop, slow authentication."""
 
 from __future__ import annotations
 
@@ -88,45 +89,65 @@ def attempt(server: DaphneServer, token: str, headers: dict[str, str] | None = N
         return exc.response.status_code
 
 
-def test_handshake_rate_per_address_limited_and_logged_once(stack: Stack) -> None:
-    server = stack.make(HANDSHAKE_RATE="5/minute")
-    token = stack.issuer.token()
+def test_user_handshake_rate_limited_and_logged_once(stack: Stack) -> None:
+    server = stack.make(USER_HANDSHAKE_RATE="5/minute")
+    token = stack.issuer.token(sub="rate-" + uuid.uuid4().hex[:6])
     results = [attempt(server, token) for _ in range(9)]
     assert results == ["ok"] * 5 + [4429] * 4
-    assert server.log().count("reason=too_many_handshakes") == 1
+    assert server.log().count("reason=too_many_user_handshakes") == 1
+    assert attempt(server, stack.issuer.token(sub="someone-else")) == "ok"  # per user
 
 
-def test_handshake_rate_is_shared_by_processes(stack: Stack) -> None:
-    a = stack.make(HANDSHAKE_RATE="4/minute")
-    b = stack.make(HANDSHAKE_RATE="4/minute")
-    token = stack.issuer.token()
+def test_user_handshake_rate_is_shared_by_processes(stack: Stack) -> None:
+    a = stack.make(USER_HANDSHAKE_RATE="4/minute")
+    b = stack.make(USER_HANDSHAKE_RATE="4/minute")
+    token = stack.issuer.token(sub="shared-" + uuid.uuid4().hex[:6])
     results = [attempt(server, token) for server in (a, b, a, b, a, b)]
     assert results == ["ok"] * 4 + [4429] * 2
 
 
-def test_failed_authentications_per_address_then_4429(stack: Stack) -> None:
+def bad_token(stack: Stack) -> str:
+    return stack.issuer.token()[:-8] + "AAAAAAAA"
+
+
+def test_failures_get_4429_and_valid_tokens_still_get_in(stack: Stack) -> None:
+    """The QA machine and the foreign page: failures from one address are throttled as
+    failures; a valid token from that address is never refused for them."""
     server = stack.make(FAILED_AUTH_RATE="3/minute")
-    bad = stack.issuer.token()[:-8] + "AAAAAAAA"
-    assert [attempt(server, bad) for _ in range(3)] == [403] * 3
-    # Even a good token is now turned away from this address, with a back-off code.
+    bad = bad_token(stack)
+    assert [attempt(server, bad) for _ in range(5)] == [403] * 3 + [4429] * 2
     good = stack.issuer.token()
-    assert [attempt(server, good) for _ in range(3)] == [4429] * 3
+    assert [attempt(server, good) for _ in range(3)] == ["ok"] * 3
+    assert attempt(server, bad) == 4429
     assert server.log().count("reason=too_many_failures") == 1
 
 
 def test_forwarded_for_is_believed_only_from_trusted_proxies(stack: Stack) -> None:
-    token = stack.issuer.token()
-    untrusted = stack.make(HANDSHAKE_RATE="2/minute")
-    forged = [attempt(untrusted, token, {"X-Forwarded-For": f"198.51.100.{i}"}) for i in range(4)]
-    assert forged == ["ok", "ok", 4429, 4429]  # a client cannot pick its own address
+    bad = bad_token(stack)
+    untrusted = stack.make(FAILED_AUTH_RATE="2/minute")
+    forged = [attempt(untrusted, bad, {"X-Forwarded-For": f"198.51.100.{i}"}) for i in range(4)]
+    assert forged == [403, 403, 4429, 4429]  # a client cannot pick its own address
+    assert "not in WSAUTH['TRUSTED_PROXIES']" in untrusted.log()
 
-    behind_proxy = stack.make(HANDSHAKE_RATE="2/minute", TRUSTED_PROXIES=["127.0.0.1"])
+    behind_proxy = stack.make(FAILED_AUTH_RATE="2/minute", TRUSTED_PROXIES=["127.0.0.1"])
     per_client = [
-        attempt(behind_proxy, token, {"X-Forwarded-For": f"203.0.113.7, 198.51.100.{i}"})
+        attempt(behind_proxy, bad, {"X-Forwarded-For": f"203.0.113.7, 198.51.100.{i}"})
         for i in (1, 1, 1, 2)
     ]
-    assert per_client == ["ok", "ok", 4429, "ok"]  # the rightmost untrusted hop counts
+    assert per_client == [403, 403, 4429, 403]  # the rightmost untrusted hop counts
     assert "client=198.51.100.1" in behind_proxy.log()
+
+
+def test_rotating_forged_hops_behind_nginx_still_reach_the_limit(stack: Stack) -> None:
+    """nginx's ``$proxy_add_x_forwarded_for`` appends the real peer to what the client
+    sent: 45 bad tokens, each with a new forged leftmost hop, count as one client."""
+    server = stack.make(FAILED_AUTH_RATE="30/minute", TRUSTED_PROXIES=["127.0.0.1"])
+    bad = bad_token(stack)
+    results = [
+        attempt(server, bad, {"X-Forwarded-For": f"10.{i}.{i}.{i}, 198.51.100.77"})
+        for i in range(45)
+    ]
+    assert results == [403] * 30 + [4429] * 15
 
 
 def test_sockets_per_user_across_processes(stack: Stack) -> None:
@@ -180,10 +201,38 @@ def test_first_frame_sockets_take_the_users_places(stack: Stack) -> None:
 
 def test_refused_first_frames_count_as_failed_authentications(stack: Stack) -> None:
     server = stack.make(FAILED_AUTH_RATE="2/minute")
-    bad = stack.issuer.token()[:-8] + "AAAAAAAA"
+    bad = bad_token(stack)
     with ExitStack() as sockets:
         assert [first_frame(server, bad, sockets) for _ in range(2)] == [4401, 4401]
-    assert attempt(server, stack.issuer.token()) == 4429
+    assert attempt(server, bad) == 4429
+    assert attempt(server, stack.issuer.token()) == "ok"
+
+
+def test_a_killed_processs_places_lapse_within_one_lease(stack: Stack) -> None:
+    """SIGKILL: no finally block runs; the places lapse once their lease does, while a
+    live process keeps its own sockets' places past the lease."""
+    lease = 4
+    a = stack.make(MAX_SOCKETS_PER_USER=2, SOCKET_LEASE=lease)
+    b = stack.make(MAX_SOCKETS_PER_USER=2, SOCKET_LEASE=lease)
+    token = stack.issuer.token(sub="killed-" + uuid.uuid4().hex[:6])
+    with ExitStack() as sockets:
+        for server in (a, b):
+            ws = sockets.enter_context(
+                connect(server.ws + "/ws/echo/", subprotocols=["chat", PREFIX + token])
+            )
+            hello(ws)
+        killed_at = time.monotonic()
+        a.kill()
+        assert attempt(b, token) == 4429  # a's place is still leased
+        time.sleep(lease + 0.5)  # past one lease: b renewed its own, a renewed nothing
+        deadline = killed_at + lease + 3
+        while (result := attempt(b, token)) != "ok":
+            assert time.monotonic() < deadline, f"a's place did not lapse: {result}"
+            time.sleep(0.2)
+        assert attempt(b, token) == "ok"  # closed again: b's own socket still holds one
+        with connect(b.ws + "/ws/echo/", subprotocols=["chat", PREFIX + token]) as extra:
+            hello(extra)
+            assert attempt(b, token) == 4429  # b's renewed place and this one: two
 
 
 def test_frame_size_and_rate_per_socket(stack: Stack) -> None:

@@ -16,7 +16,7 @@ from django.test import AsyncClient
 from django.urls import path
 
 from chatdemo.routing import websocket_urlpatterns
-from wsauth import revoke
+from wsauth import revoke, store
 from wsauth.consumers import EchoConsumer
 from wsauth.middleware import WSAuthMiddlewareStack
 from wsauth.testing import TestIssuer
@@ -171,7 +171,7 @@ async def _revoked_while_connecting(
     opening = asyncio.create_task(comm.connect(timeout=5))
     await asyncio.wait_for(_SlowConnect.entered.wait(), 5)
     if rejoin:  # started by the middleware at the handshake
-        revoke._listeners[asyncio.get_running_loop()].joined_at = time.time()
+        revoke._listeners.get().joined_at = time.time()  # type: ignore[union-attr]
     await revoke.adisconnect_user(await user_of(revoke_sub), reason="test")
     _SlowConnect.gate.set()
     connected, _ = await opening
@@ -202,13 +202,20 @@ class with_store_reads:
         self.monkeypatch, self.reads = monkeypatch, list[Any]()
 
     async def __aenter__(self) -> list[Any]:
-        real = revoke.read_markers
+        markers = store.get("revocation")
+        real_admit, real_get_many = markers.admit, markers.get_many
 
-        async def counting(keys: dict[str, str]) -> dict[str, Any]:
+        async def admit(counter: Any, place: Any, keys: Any = ()) -> Any:
+            if keys:
+                self.reads.append(keys)
+            return await real_admit(counter, place, keys)
+
+        async def get_many(keys: Any) -> Any:
             self.reads.append(keys)
-            return await real(keys)
+            return await real_get_many(keys)
 
-        self.monkeypatch.setattr(revoke, "read_markers", counting)
+        self.monkeypatch.setattr(markers, "admit", admit)
+        self.monkeypatch.setattr(markers, "get_many", get_many)
         return self.reads
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -220,9 +227,10 @@ async def test_a_revocation_the_listener_may_have_missed_is_found_in_the_store(m
     cannot know what was sent before, so the markers newer than the check decide."""
     issuer = TestIssuer()
     with issuer.activate():
-        for loop, listener in list(revoke._listeners.items()):  # a fresh process's state
+        listener = revoke._listeners.peek()  # a fresh process's state
+        if listener is not None:
             listener.task.cancel()
-            del revoke._listeners[loop]
+        revoke._listeners.clear()
         async with with_store_reads(monkeypatch) as reads:
             assert not await _revoked_while_connecting(issuer, "fay", "fay", rejoin=True)
         assert len(reads) == 2  # the handshake's check, and again at registration

@@ -11,27 +11,22 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from redis.exceptions import RedisError
-
-from . import limits
 from .conf import Conf
+from .errors import Refused, Unavailable
 from .logutil import mask
-from .tickets import TicketStoreError, decode, is_well_formed, redeem, redis_key
+from .tickets import TicketStoreError, redeem
 from .tokens import TokenError, shared_claims, validate_access_token
 from .users import UserRefused, user_by_pk, user_for_claims
 
-
-class Refused(Exception):
-    """The handshake is refused; ``reason`` is logged, never sent to the client."""
-
-    def __init__(
-        self, reason: str, detail: str = "", credential: str | None = None, counted: bool = False
-    ) -> None:
-        super().__init__(detail or reason)
-        self.reason = reason
-        self.detail = detail or reason
-        self.credential = credential
-        self.counted = counted  # the handshake was already counted against its address
+__all__ = [
+    "BaseAuthenticator",
+    "Handshake",
+    "Identity",
+    "QueryTokenAuthenticator",
+    "Refused",
+    "SubprotocolAuthenticator",
+    "TicketAuthenticator",
+]
 
 
 @dataclass(slots=True)
@@ -43,9 +38,6 @@ class Identity:
     extra: dict[str, Any] = field(default_factory=dict)
     #: When the credential was issued, for revocation; None: the token's ``iat``.
     issued_at: float | None = None
-    #: The store's answer when the authenticator's own request also admitted the socket
-    #: (a ticket: ``limits.redeem_admitting``); the middleware then only judges it.
-    admission: limits.TicketAdmission | None = None
 
 
 @dataclass(slots=True)
@@ -57,7 +49,7 @@ class Handshake:
     token: str | None
     query: dict[str, list[str]]
     origin: str | None
-    address: str = "-"  # the client's (``limits.client_address``), set by the middleware
+    address: str = "-"  # the client's (``admission.client_address``), set by the middleware
 
     @classmethod
     def parse(cls, scope: dict[str, Any], conf: Conf) -> Handshake:
@@ -131,43 +123,23 @@ class TicketAuthenticator(BaseAuthenticator):
         if len(values) != 1:
             raise Refused("ambiguous_credentials", "more than one ticket")
         ticket = values[0]
-        admission = None
         try:
-            shared = limits.shared_with_tickets(conf)
-            if shared is not None and is_well_formed(ticket):
-                # One store request redeems, counts the address and takes the user's place.
-                key = redis_key(shared[0], ticket)
-                admission = await limits.redeem_admitting(shared, key, handshake.address, conf)
-                record = decode(shared[0], admission.raw)
-            else:
-                record = await redeem(ticket)
-        except (TicketStoreError, RedisError, OSError) as exc:
-            raise Refused("ticket_store_unavailable", str(exc), credential=ticket) from exc
-        counted = admission is not None
+            record = await redeem(ticket)
+        except TicketStoreError as exc:
+            raise Unavailable("ticket_store_unavailable", str(exc), credential=ticket) from exc
+        if record is None:
+            raise Refused("invalid_ticket", "unknown, used or expired ticket", credential=ticket)
+        bound = record.get("origin")
+        if bound and bound != handshake.origin:
+            raise Refused(
+                "ticket_origin_mismatch",
+                f"ticket was issued to {bound!r}, handshake comes from {handshake.origin!r}",
+                credential=ticket,
+            )
         try:
-            if record is None:
-                raise Refused(
-                    "invalid_ticket",
-                    "unknown, used or expired ticket",
-                    credential=ticket,
-                    counted=counted,
-                )
-            bound = record.get("origin")
-            if bound and bound != handshake.origin:
-                raise Refused(
-                    "ticket_origin_mismatch",
-                    f"ticket was issued to {bound!r}, handshake comes from {handshake.origin!r}",
-                    credential=ticket,
-                    counted=counted,
-                )
-            try:
-                user = await user_by_pk(record["uid"])
-            except UserRefused as exc:
-                raise Refused(exc.reason, exc.detail, credential=ticket, counted=counted) from exc
-        except BaseException:  # refused, or the handshake timed out: give the place back
-            if admission is not None:
-                await admission.release()
-            raise
+            user = await user_by_pk(record["uid"])
+        except UserRefused as exc:
+            raise Refused(exc.reason, exc.detail, credential=ticket) from exc
         claims = record.get("claims")
         return Identity(
             user=user,
@@ -180,7 +152,6 @@ class TicketAuthenticator(BaseAuthenticator):
                 "dpop_jkt": record.get("dpop_jkt"),
             },
             issued_at=None if claims else record.get("issued_at"),
-            admission=admission,
         )
 
 

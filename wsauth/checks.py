@@ -7,9 +7,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
+from . import store
+from .admission.policies import parse_rate
 from .conf import DEFAULTS, get_conf
-from .limits import parse_rate
 from .origins import OriginError, parse_origin
 
 _SYMMETRIC = ("HS256", "HS384", "HS512")
@@ -109,7 +111,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="wsauth.E010",
                 )
             )
-    for name in ("HANDSHAKE_RATE", "FAILED_AUTH_RATE", "MESSAGE_RATE"):
+    for name in ("HANDSHAKE_RATE", "USER_HANDSHAKE_RATE", "FAILED_AUTH_RATE", "MESSAGE_RATE"):
         try:
             parse_rate(conf.raw[name])
         except (ValueError, TypeError, KeyError) as exc:
@@ -142,8 +144,40 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="wsauth.E014",
                 )
             )
+    if not 5 <= conf.socket_lease <= 300:
+        errors.append(
+            Error(
+                f"WSAUTH['SOCKET_LEASE'] is {conf.socket_lease:g} seconds.",
+                hint="Use 5 to 300 seconds (default 30): a dead process's socket places "
+                "lapse after one lease, and each process renews its own every lease/3.",
+                id="wsauth.E017",
+            )
+        )
+    if not 32 <= conf.ipv6_prefix <= 128:
+        errors.append(
+            Error(
+                f"WSAUTH['IPV6_PREFIX'] is {conf.ipv6_prefix}.",
+                hint="Use 32 to 128 (default 64: one host holds a /64; 128 counts each "
+                "address alone).",
+                id="wsauth.E018",
+            )
+        )
     errors.extend(_check_stores(conf))
     return errors
+
+
+def _store_aliases(conf: Any) -> dict[str, str]:
+    """Store alias: the setting that names it (``"REDIS"``: ``WSAUTH["REDIS"]``)."""
+    if conf.redis is not None:
+        return {"REDIS": "REDIS"}
+    found: dict[str, str] = {}
+    for setting, alias in (
+        ("TICKET_CACHE", conf.ticket_cache),
+        ("REVOCATION_CACHE", conf.revocation_cache),
+        ("RATE_LIMIT_CACHE", conf.rate_limit_cache),
+    ):
+        found.setdefault(alias, setting)
+    return found
 
 
 def _check_stores(conf: Any) -> list[Any]:
@@ -163,19 +197,34 @@ def _check_stores(conf: Any) -> list[Any]:
     layers = getattr(settings, "CHANNEL_LAYERS", {})
     layer_backend = str(layers.get("default", {}).get("BACKEND", ""))
     multi_process = "redis" in layer_backend.lower()
-    local_backend = ticket_cache.get("BACKEND", "")
-    if local_backend.endswith(("LocMemCache", "DummyCache")) and (
-        multi_process or not settings.DEBUG
-    ):
-        errors.append(
-            Warning(
-                f"Tickets are kept in a {local_backend.rsplit('.', 1)[-1]}, which other "
-                "processes cannot see: a ticket issued by one Daphne process fails on another.",
-                hint="Point WSAUTH['TICKET_CACHE'] at a shared cache, e.g. "
-                "django.core.cache.backends.redis.RedisCache.",
-                id="wsauth.W001",
+    for alias, setting in _store_aliases(conf).items():
+        if alias != "REDIS" and alias not in caches:
+            continue  # E011/E014
+        try:
+            spec = store.spec_of(alias)
+        except ImproperlyConfigured as exc:
+            errors.append(
+                Error(
+                    f"wsauth cannot keep its shared state in WSAUTH['{setting}']: {exc}",
+                    hint="Use Redis or Valkey through Django's RedisCache or django-redis "
+                    "(DefaultClient, SentinelClient), or set WSAUTH['REDIS'] (a URL, "
+                    "Sentinel or Cluster); see the README's Redis deployments table.",
+                    id="wsauth.E016",
+                )
             )
-        )
+            continue
+        if spec is None and (multi_process or not settings.DEBUG):
+            errors.append(
+                Warning(
+                    f"WSAUTH['{setting}'] is a LocMemCache: tickets, limits, socket places "
+                    "and revocation markers stay in each process. A ticket issued by one "
+                    "process fails on another, and every limit counts per process.",
+                    hint="Point WSAUTH['TICKET_CACHE'] at a Redis cache "
+                    "(django.core.cache.backends.redis.RedisCache or django-redis), or "
+                    "set WSAUTH['REDIS'].",
+                    id="wsauth.W001",
+                )
+            )
     if layer_backend and "InMemoryChannelLayer" in layer_backend and not settings.DEBUG:
         errors.append(
             Warning(
@@ -195,60 +244,44 @@ MIN_REDIS = (7, 0)
 
 @register(Tags.caches, "wsauth", deploy=True)
 def check_redis_version(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """``check --deploy``: every Redis behind wsauth's caches is 7.0 or newer (an older
-    one fails every ticket and limit command at run time, with Redis's own error)."""
-    from django.core.cache.backends.redis import RedisCache
-
-    from . import stores
-
+    """``check --deploy``: every Redis behind wsauth's store is 7.0 or newer (an older
+    one fails every script at run time, with Redis's own error)."""
     conf = get_conf()
     known = getattr(settings, "CACHES", {})
     found: list[Any] = []
-    seen: set[str] = set()
-    settings_of = {"TICKET_CACHE": conf.ticket_cache}
-    settings_of["REVOCATION_CACHE"] = conf.revocation_cache
-    settings_of["RATE_LIMIT_CACHE"] = conf.rate_limit_cache
-    for setting, alias in settings_of.items():
-        if alias not in known:
+    for alias, setting in _store_aliases(conf).items():
+        if alias != "REDIS" and alias not in known:
             continue  # E011/E014
-        instance = stores.cache(alias)
-        if not isinstance(instance, RedisCache):
-            continue
-        for url in instance._servers:  # type: ignore[attr-defined]
-            if url in seen:
-                continue
-            seen.add(url)
-            found.extend(_check_redis(url, alias, setting))
+        try:
+            spec = store.spec_of(alias)
+        except ImproperlyConfigured:
+            continue  # E016
+        if spec is not None:
+            found.extend(_check_redis(store.by_alias(alias), spec.where(), setting))
     return found
 
 
-def _check_redis(url: str, alias: str, setting: str) -> list[Any]:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2, protocol=2)
-    kwargs = client.connection_pool.connection_kwargs
-    where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"  # no password in it
+def _check_redis(shared: Any, where: str, setting: str) -> list[Any]:
     try:
-        version = str(client.info("server")["redis_version"])
+        version = shared.version_sync()
     except Exception as exc:
         return [
             Warning(
-                f"Cannot reach the Redis at {where} (cache {alias!r}) to check its version: {exc}",
+                f"Cannot reach the Redis at {where} (WSAUTH['{setting}']) to check its "
+                f"version: {exc}",
                 hint="Start Redis or fix the cache's LOCATION: handshakes with tickets are "
                 "refused while it is down.",
                 id="wsauth.W003",
             )
         ]
-    finally:
-        client.close()
-    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    parts = tuple(int(p) for p in str(version).split(".")[:2] if p.isdigit())
     if parts < MIN_REDIS:
         return [
             Error(
-                f"The Redis at {where} (cache {alias!r}, WSAUTH['{setting}']) is {version}; "
-                "wsauth needs Redis 7.0 or newer (GETDEL, EXPIRE ... NX in its store script).",
-                hint=f"Upgrade Redis to 7.0+, or point WSAUTH['{setting}'] at a cache on a "
-                "newer Redis.",
+                f"The Redis at {where} (WSAUTH['{setting}']) is {version}; wsauth needs "
+                "Redis 7.0 or newer (GETDEL, EXPIRE ... NX in its store scripts). Valkey "
+                "7.2+ reports 7.2.4 and works.",
+                hint=f"Upgrade Redis to 7.0+, or point WSAUTH['{setting}'] at a newer one.",
                 id="wsauth.E015",
             )
         ]

@@ -73,12 +73,18 @@ DEFAULTS: dict[str, Any] = {
     # DPoP (RFC 9449) on the ticket endpoint
     "DPOP_PROOF_MAX_AGE": 60,  # seconds a proof's iat may lie in the past (or future)
     "DPOP_REQUIRE_NONCE": False,  # demand a server nonce (DPoP-Nonce) in every proof
-    # Abuse limits (counters shared through RATE_LIMIT_CACHE when it is Redis)
+    # The shared store: None: the Redis of TICKET_CACHE (and REVOCATION_CACHE,
+    # RATE_LIMIT_CACHE); else a URL or {"URL"|"SENTINELS"+"SERVICE_NAME"|"CLUSTER", ...}
+    "REDIS": None,
+    # Abuse limits, shared by every process through the store. A verified credential is
+    # never refused for what other clients at its address did.
     "HANDSHAKE_TIMEOUT": 4.0,  # seconds to authenticate a handshake (Daphne allows 5)
-    "HANDSHAKE_RATE": "300/minute",  # handshakes per client address; None: no limit
-    "FAILED_AUTH_RATE": "30/minute",  # refused handshakes per client address, then 4429
-    "MAX_SOCKETS_PER_USER": 50,  # concurrent sockets per user, all processes; None: no limit
-    "SOCKET_LEASE": 24 * 3600 + 60,  # seconds a socket's place outlives a crashed process
+    "FAILED_AUTH_RATE": "30/minute",  # refused handshakes per address; then 4429 for those
+    "HANDSHAKE_RATE": "1200/minute",  # handshakes without credentials (first-message routes)
+    "USER_HANDSHAKE_RATE": "1200/minute",  # verified handshakes per user
+    "MAX_SOCKETS_PER_USER": None,  # open sockets per user on all processes; None: no limit
+    "SOCKET_LEASE": 30,  # seconds a dead process's socket places outlive it (5 to 300)
+    "IPV6_PREFIX": 64,  # IPv6 clients are counted by network: one host holds a /64
     "MAX_MESSAGE_SIZE": 256 * 1024,  # bytes per frame on the authenticated base; else 4009
     "MESSAGE_RATE": "100/second",  # frames per socket (burst as large); else 4429
     "RATE_LIMIT_CACHE": None,  # Django cache alias; None: TICKET_CACHE
@@ -130,8 +136,10 @@ class Conf:
     logout_token_max_age: float
     dpop_proof_max_age: float
     dpop_require_nonce: bool
+    redis: Any
     handshake_timeout: float
     handshake_rate: Any
+    user_handshake_rate: Any
     failed_auth_rate: Any
     max_sockets_per_user: int | None
     socket_lease: float
@@ -139,6 +147,7 @@ class Conf:
     message_rate: Any
     rate_limit_cache: str
     trusted_proxies: tuple[str, ...]
+    ipv6_prefix: int
     allowed_origins: tuple[str, ...]
     require_origin: bool
     origins_refresh_interval: float
@@ -208,8 +217,10 @@ def _load() -> Conf:
         logout_token_max_age=float(raw["LOGOUT_TOKEN_MAX_AGE"]),
         dpop_proof_max_age=float(raw["DPOP_PROOF_MAX_AGE"]),
         dpop_require_nonce=bool(raw["DPOP_REQUIRE_NONCE"]),
+        redis=raw["REDIS"] or None,
         handshake_timeout=float(raw["HANDSHAKE_TIMEOUT"]),
         handshake_rate=raw["HANDSHAKE_RATE"],
+        user_handshake_rate=raw["USER_HANDSHAKE_RATE"],
         failed_auth_rate=raw["FAILED_AUTH_RATE"],
         max_sockets_per_user=int(raw["MAX_SOCKETS_PER_USER"] or 0) or None,
         socket_lease=float(raw["SOCKET_LEASE"]),
@@ -217,6 +228,7 @@ def _load() -> Conf:
         message_rate=raw["MESSAGE_RATE"],
         rate_limit_cache=str(raw["RATE_LIMIT_CACHE"] or raw["TICKET_CACHE"]),
         trusted_proxies=_as_tuple(raw["TRUSTED_PROXIES"]),
+        ipv6_prefix=int(raw["IPV6_PREFIX"]),
         allowed_origins=_as_tuple(raw["ALLOWED_ORIGINS"]),
         require_origin=bool(raw["REQUIRE_ORIGIN"]),
         origins_refresh_interval=float(raw["ORIGINS_REFRESH_INTERVAL"]),

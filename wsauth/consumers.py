@@ -21,8 +21,9 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import close_codes, limits, revoke
+from . import admission, close_codes, revoke
 from .conf import get_conf
+from .errors import Limited, Refused
 from .tokens import TokenError, validate_access_token
 from .users import UserRefused, display_name, user_for_claims
 
@@ -127,7 +128,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
     _msg_allowance: float  # frames this socket may send now (a token bucket); -1: unset
     _msg_stamp: float
     _closing: bool
-    _slot: limits.SocketSlot | None  # the user's socket place, first-frame auth only
+    _slot: admission.SocketPlace | None  # the user's socket place, first-frame auth only
 
     def __init__(self, *args: Any, first_message_auth: bool | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -276,9 +277,9 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
                 size = len(text.encode("utf-8", "surrogatepass"))
             if size > limit:
                 return close_codes.MESSAGE_TOO_BIG, f"frame of {size} bytes > {limit}"
-        rate = limits.limits(conf).message
+        rate = admission.policies(conf).message
         if rate is not None:
-            count, period = rate
+            count, period = rate.count, rate.seconds
             now = time.monotonic()
             if self._msg_allowance < 0:
                 self._msg_allowance = float(count)
@@ -321,33 +322,39 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         With ``admit`` (first-frame authentication), the same checks as a handshake with
         credentials: a refused token counts against ``FAILED_AUTH_RATE``, and the socket
         takes one of the user's ``MAX_SOCKETS_PER_USER`` places (4429 when none is free)."""
-        conf = get_conf()
         token = frame.get("token")
         try:
             if not isinstance(token, str):
                 raise TokenError("malformed", "the frame has no 'token' string")
             verified = await validate_access_token(token)
         except TokenError as exc:
-            if admit:
-                await limits.count_failure(limits.client_address(self.scope, conf), conf)
+            if admit:  # counted as a failed authentication of the client's address
+                await admission.failed(self._attempt(), Refused(exc.reason, exc.detail))
             await self.close_for(close_codes.CREDENTIAL_INVALID, f"{exc.reason}: {exc.detail}")
             return None
         try:
             user = await user_for_claims(verified.claims)
-            if admit:  # the handshake was counted against its address when it came in
-                address = limits.client_address(self.scope, conf)
-                self._slot = await limits.admit(
-                    user, verified.claims, None, address, conf, count_handshake=False
+            if admit:  # the same admission as a handshake with credentials
+                self._slot = await admission.admit(
+                    self._attempt(),
+                    user,
+                    verified.claims,
+                    None,
+                    method="message",
+                    expires_at=verified.expires_at,
                 )
             else:
                 await revoke.check(user, verified.claims, None)
         except (UserRefused, revoke.Revoked) as exc:
             await self.close_for(close_codes.FORBIDDEN, exc.detail)
             return None
-        except limits.Limited as exc:
+        except Limited as exc:
             await self.close_for(close_codes.RATE_LIMITED, exc.detail)
             return None
         return verified, user
+
+    def _attempt(self) -> admission.Attempt:
+        return admission.Attempt.of(self.scope, get_conf(), self.wsauth.get("origin"))
 
     async def _authenticate_first_message(self, frame: dict[str, Any]) -> None:
         checked_at = time.time()  # before the revocation markers are read

@@ -13,15 +13,16 @@ import logging
 import time
 from typing import Any
 
+from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
 from django.utils.module_loading import import_string
 
-from . import close_codes, limits, revoke
-from .authenticators import BaseAuthenticator, Handshake, Identity, Refused
+from . import admission, close_codes, revoke
+from .authenticators import BaseAuthenticator, Handshake, Identity
 from .conf import Conf, get_conf, on_reset
+from .errors import Limited, Refused, Unavailable, WSAuthError
 from .logutil import mask
 from .origins import gate
-from .revoke import Revoked
 from .routing import wants_first_message_auth
 from .serverstate import forget_credentials, strip_token
 
@@ -73,7 +74,8 @@ async def authenticate(
     scope: dict[str, Any], conf: Conf, address: str = "-"
 ) -> tuple[Identity | None, Handshake]:
     """Run the origin gate and the authenticators, or raise ``Refused``. The identity is
-    ``None`` when the handshake carries no credentials at all."""
+    ``None`` when the handshake carries no credentials at all. (The client's ``address``
+    is for authenticators that want it: ``handshake.address``.)"""
     handshake = Handshake.parse(scope, conf)
     handshake.address = address
     if handshake.origin is None:
@@ -120,101 +122,93 @@ class _SelectingSend:
         forget_credentials(self.send, get_conf().subprotocol_prefix)
 
 
-class WSAuthMiddleware:
-    """Authenticate WebSocket handshakes; other connection types pass through untouched."""
+class WSAuthMiddleware(BaseMiddleware):
+    """Authenticate WebSocket handshakes; other connection types pass through untouched.
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
+    One handshake, straight down: the origin gate and the authenticators
+    (``authenticate``), then ``admission.admit``, then the socket's record in the scope,
+    then the inner application. Any refusal is one ``WSAuthError``, answered in one
+    place (``_answer``): 403, or 4429 for a limit."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] != "websocket":
-            return await self.inner(scope, receive, send)
-        # This frame lives as long as the socket: the handshake's many locals live in
-        # _admit's frame, which is gone once the socket is open (about 170 B per socket).
-        admitted = await self._admit(scope, receive, send)
-        if admitted is None:  # refused, and the refusal has run its course
+            return await super().__call__(scope, receive, send)
+        # This frame lives as long as the socket; the handshake's locals live in _open's.
+        opened = await self._open(scope, receive, send)
+        if opened is None:  # refused, and the refusal has run its course
             return None
-        scope, send, slot = admitted
-        del admitted  # the tuple too would live as long as the socket
-        if slot is None:
-            return await self.inner(scope, receive, send)
+        scope, send, place = opened
+        del opened
         try:
-            return await self.inner(scope, receive, send)
+            return await super().__call__(scope, receive, send)
         finally:
-            await asyncio.shield(slot.release())
+            if place is not None:
+                await asyncio.shield(place.release())
 
-    async def _admit(
+    async def _open(
         self, scope: dict[str, Any], receive: Any, send: Any
-    ) -> tuple[dict[str, Any], _SelectingSend, limits.SocketSlot | None] | None:
-        """Authenticate and admit the handshake: the inner application's scope and send,
-        and the user's socket place to give back at the end; ``None`` when refused (the
-        refusal, 403 or 4429, has been sent and the disconnect received)."""
+    ) -> tuple[dict[str, Any], _SelectingSend, admission.SocketPlace | None] | None:
+        """The inner application's scope and send, and the socket's place; ``None`` when
+        refused (the answer has been sent and the disconnect received)."""
         with contextlib.suppress(Exception):  # a broken layer: the consumer's join says so
             revoke.listen()
-        checked_at = time.time()  # before the revocation markers are read
         conf = get_conf()
-        address = limits.client_address(scope, conf)
-        slot = None
+        attempt = admission.Attempt.of(scope, conf)
+        place = None
         try:
             async with asyncio.timeout(conf.handshake_timeout):
-                identity, handshake = await authenticate(scope, conf, address)
-                if identity is None:
-                    await limits.check_handshake(address, conf)
+                identity, handshake = await authenticate(scope, conf, attempt.address)
+                attempt.origin = handshake.origin
+                checked_at = time.time()  # before the revocation markers are read
+                if identity is not None:
+                    place = await admission.admit(
+                        attempt,
+                        identity.user,
+                        identity.claims,
+                        identity.issued_at,
+                        method=identity.method,
+                        expires_at=identity.expires_at,
+                    )
+                elif wants_first_message_auth(self.inner, attempt.path):
+                    await admission.admit_unverified(attempt)
+                    identity = Identity(AnonymousUser(), "pending", None, None)
                 else:
-                    try:  # address limits, revocation, the user's socket places: one trip
-                        if identity.admission is not None:  # made with the ticket's redemption
-                            slot = await limits.conclude(
-                                identity.admission,
-                                identity.user,
-                                identity.claims,
-                                identity.issued_at,
-                                address,
-                            )
-                        else:  # the markers are read now, after the token's checks
-                            checked_at = time.time()
-                            slot = await limits.admit(
-                                identity.user, identity.claims, identity.issued_at, address, conf
-                            )
-                    except Revoked as exc:
-                        raise Refused(exc.reason, exc.detail, credential=handshake.token) from exc
-        except limits.Limited as limited:
-            if limited.first:  # once per window, not once per attempt
-                self._log_refusal(scope, Refused(limited.reason, limited.detail), address)
-            if limited.reason == "too_many_failures":
-                await limits.count_failure(address, conf)
-            await _limit(receive, send, scope, conf)
-            return None
-        except Refused as exc:
-            await self._refuse(scope, receive, send, exc, address, conf)
+                    raise Refused("no_credentials", "no token subprotocol and no ticket")
+        except WSAuthError as error:
+            await self._answer(
+                scope, receive, send, await admission.failed(attempt, error), attempt
+            )
             return None
         except TimeoutError:
-            timeout = Refused("timeout", "authentication took too long")
-            await self._refuse(scope, receive, send, timeout, address, conf)
+            timeout = Unavailable("timeout", "authentication took too long")
+            await self._answer(scope, receive, send, timeout, attempt)
             return None
         except Exception as exc:  # a database or store fault: refuse cleanly, keep serving
             logger.error(
                 "wsauth: refused handshake reason=server_error path=%s client=%s: %s: %s",
-                scope.get("path"),
-                address,
+                attempt.path,
+                attempt.address,
                 type(exc).__name__,
                 exc,
             )
             await _deny(receive, send)
             return None
-        if identity is None:
-            if not wants_first_message_auth(self.inner, scope.get("path", "")):
-                missing = Refused("no_credentials", "no token subprotocol and no ticket")
-                await self._refuse(scope, receive, send, missing, address, conf)
-                return None
-            # A route that opted in: the consumer authenticates the first frame.
-            identity = Identity(
-                user=AnonymousUser(), method="pending", claims=None, expires_at=None
-            )
+        return (
+            self._scope(scope, conf, handshake, identity, checked_at, attempt),
+            _selecting(send, handshake),
+            place,
+        )
 
-        if handshake.app_protocols:
-            chosen: str | None = handshake.app_protocols[0]
-        else:
-            chosen = handshake.token_protocol
+    @staticmethod
+    def _scope(
+        scope: dict[str, Any],
+        conf: Conf,
+        handshake: Handshake,
+        identity: Identity,
+        checked_at: float,
+        attempt: admission.Attempt,
+    ) -> dict[str, Any]:
+        """The inner application's scope: the user and the socket's auth record."""
         if handshake.token_protocol is not None:
             strip_token(scope, conf.subprotocol_prefix, handshake.app_protocols)
         scope = dict(scope)
@@ -224,8 +218,10 @@ class WSAuthMiddleware:
             "method": identity.method,
             "claims": identity.claims,
             "expires_at": identity.expires_at,
-            "subprotocol": chosen,
+            "subprotocol": _chosen(handshake),
             "checked_at": checked_at,
+            "client": attempt.address,
+            "origin": handshake.origin,
             **identity.extra,
         }
         if logger.isEnabledFor(logging.DEBUG):  # the arguments cost a call per handshake
@@ -233,41 +229,41 @@ class WSAuthMiddleware:
                 "wsauth: authenticated %s by %s path=%s client=%s",
                 identity.user.get_username(),
                 identity.method,
-                scope.get("path"),
-                address,
+                attempt.path,
+                attempt.address,
             )
-        # The offers' list is the scope's own (no copy for the socket's life).
-        return scope, _SelectingSend(send, handshake.app_protocols, chosen), slot
-
-    async def _refuse(
-        self,
-        scope: dict[str, Any],
-        receive: Any,
-        send: Any,
-        refused: Refused,
-        address: str,
-        conf: Conf,
-    ) -> None:
-        """Count the failure; a client already over a limit gets 4429 (back off), the
-        others 403 with the reason in the log."""
-        limited = await limits.count_failure(address, conf, refused.counted)
-        if limited is not None:
-            if limited.first:
-                self._log_refusal(scope, Refused(limited.reason, limited.detail), address)
-            return await _limit(receive, send, scope, conf)
-        self._log_refusal(scope, refused, address)
-        return await _deny(receive, send)
+        return scope
 
     @staticmethod
-    def _log_refusal(scope: dict[str, Any], refused: Refused, address: str) -> None:
-        logger.warning(
-            "wsauth: refused handshake reason=%s path=%s client=%s credential=%s: %s",
-            refused.reason,
-            scope.get("path"),
-            address,
-            mask(refused.credential),
-            refused.detail,
-        )
+    async def _answer(
+        scope: dict[str, Any], receive: Any, send: Any, error: WSAuthError, attempt: Any
+    ) -> None:
+        """The one place a refusal is answered: 4429 for a limit (back off, logged once per
+        window), else 403 with the reason in the log."""
+        if not isinstance(error, Limited) or error.first:
+            logger.warning(
+                "wsauth: refused handshake reason=%s path=%s client=%s credential=%s: %s",
+                error.reason,
+                attempt.path,
+                attempt.address,
+                mask(error.credential),
+                error.detail,
+            )
+        if isinstance(error, Limited):
+            await _limit(receive, send, scope, get_conf())
+        else:
+            await _deny(receive, send)
+
+
+def _chosen(handshake: Handshake) -> str | None:
+    """The subprotocol to select: the first application protocol offered, else the token
+    (Chromium fails a handshake whose answer selects none of its offers)."""
+    return handshake.app_protocols[0] if handshake.app_protocols else handshake.token_protocol
+
+
+def _selecting(send: Any, handshake: Handshake) -> _SelectingSend:
+    # The offers' list is the scope's own (no copy for the socket's life).
+    return _SelectingSend(send, handshake.app_protocols, _chosen(handshake))
 
 
 def WSAuthMiddlewareStack(inner: Any) -> WSAuthMiddleware:

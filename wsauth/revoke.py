@@ -37,8 +37,10 @@ from django.contrib.auth import get_user_model
 from django.db import close_old_connections
 from django.dispatch import Signal
 
-from . import stores
+from . import store, stores
 from .conf import get_conf
+from .errors import RevocationUnavailable, Revoked
+from .loops import PerLoop
 from .tokens import forget_verified
 from .users import forget_user
 
@@ -157,9 +159,7 @@ class _Registry:
 
 
 registry = _Registry()
-_listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Listener] = (
-    weakref.WeakKeyDictionary()
-)
+_listeners: PerLoop[_Listener | None] = PerLoop(lambda: None)
 
 
 class _Listener:
@@ -210,7 +210,7 @@ def listen() -> None:
     broadcast group in the background). Called at every handshake, before its checks: a
     new process is then in the group before most of its first sockets register, and
     their registration needs no store read (see ``join``)."""
-    if asyncio.get_running_loop() not in _listeners:
+    if _listeners.peek() is None:
         layer = get_channel_layer()
         if layer is not None:
             _listener(layer)
@@ -218,11 +218,10 @@ def listen() -> None:
 
 def _listener(layer: Any) -> _Listener:
     """This event loop's listener on ``layer``, started if it has none (or a stopped one)."""
-    loop = asyncio.get_running_loop()
-    listener = _listeners.get(loop)
+    listener = _listeners.get()
     if listener is None or listener.task.done() or listener.layer is not layer:
-        listener = _listeners[loop] = _Listener(layer)
-    return listener
+        listener = _listeners.replace(_Listener(layer))
+    return listener  # type: ignore[return-value]
 
 
 async def join(
@@ -272,21 +271,11 @@ def _key(kind: str, *parts: Any) -> str:
     return f"{get_conf().revocation_key_prefix}{kind}:{_digest(*parts)}"
 
 
-def _cache() -> Any:
-    return stores.cache(get_conf().revocation_cache)
-
-
-def _mark(kind: str, *parts: Any) -> float:
+async def _mark(kind: str, *parts: Any) -> float:
     now = time.time()
-    _cache().set(_key(kind, *parts), now, timeout=get_conf().revocation_ttl)
+    markers = store.get("revocation")
+    await markers.set(markers.make_key(_key(kind, *parts)), repr(now), get_conf().revocation_ttl)
     return now
-
-
-class Revoked(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 def marker_keys(user_pk: Any, claims: dict[str, Any] | None) -> dict[str, str]:
@@ -342,16 +331,14 @@ async def read_markers(keys: dict[str, str]) -> dict[str, Any]:
     """The markers present in the shared store, or ``Revoked`` if it cannot be read."""
     if not keys:
         return {}
-    alias = get_conf().revocation_cache
     try:
-        shared = stores.async_redis(alias)
-        if shared is None:
-            return await stores.run(stores.cache(alias).get_many, list(keys))
-        cache, client = shared
-        values = await client.mget([cache.make_key(k) for k in keys])  # no memcached checks
-        return {k: stores.loads(cache, v) for k, v in zip(keys, values, strict=True) if v}
+        markers = store.get("revocation")
+        made = {markers.make_key(k): k for k in keys}
+        return {made[k]: v for k, v in (await markers.get_many(list(made))).items()}
     except Exception as exc:  # the store is down: fail closed, like the ticket store
-        raise Revoked("revocation_store_unavailable", f"cannot check revocation: {exc}") from exc
+        raise RevocationUnavailable(
+            "revocation_store_unavailable", f"cannot check revocation: {exc}"
+        ) from exc
 
 
 async def settle(
@@ -395,7 +382,7 @@ def _forget(user: Any = None, issuer: str | None = None, subject: str | None = N
 async def adisconnect_user(user: Any, *, reason: str = "revoked") -> None:
     """Close every socket of ``user`` on every process (4403) and refuse credentials
     issued before now."""
-    await stores.run(_mark, "user", user.pk)
+    await _mark("user", user.pk)
     _forget(user)
     await _send([user_group(user.pk)], reason)
     logger.info("wsauth: revoked sockets of user pk=%s: %s", user.pk, reason)
@@ -420,7 +407,7 @@ async def adisconnect_subject(
     """Close every socket of the person ``(issuer, subject)`` and refuse their tokens
     issued before now. ``issuer`` defaults to ``WSAUTH["ISSUER"]``."""
     issuer = issuer or get_conf().issuer or ""
-    await stores.run(_mark, "sub", issuer, subject)
+    await _mark("sub", issuer, subject)
     user = await sync_to_async(_user_for_subject)(issuer, subject)
     _forget(user, issuer, subject)
     if user is not None:
@@ -437,7 +424,7 @@ async def adisconnect_session(sid: str, issuer: str | None = None, *, reason: st
     """Close the sockets whose token carried ``sid`` and refuse that session's tokens
     until the marker expires (``REVOCATION_TTL``)."""
     issuer = issuer or get_conf().issuer or ""
-    await stores.run(_mark, "sid", issuer, sid)
+    await _mark("sid", issuer, sid)
     forget_verified(lambda t: t.claims.get("sid") == sid and t.issuer == issuer)
     await _send([session_group(issuer, sid)], reason)
     logger.info("wsauth: revoked sockets of an OpenID session: %s", reason)

@@ -1,0 +1,196 @@
+"""Admission: whether a client whose credential verified may have a socket now.
+
+``admit`` runs once per socket, after the authenticators: the user's handshake rate, the
+revocation markers and the user's socket place, in one store request where the
+backend allows. ``failed`` runs once per refusal: it counts the failure against the
+client's address and turns it into a cheap 4429 once the address is over
+``FAILED_AUTH_RATE``. Nothing else in wsauth talks to the store about limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .. import revoke, store
+from ..conf import Conf, get_conf
+from ..errors import Limited, RevocationUnavailable, WSAuthError
+from ..loops import PerLoop
+from .addresses import bucket, client_address
+from .places import SocketPlace, describe, keep, places_key, sockets_of
+from .policies import Rate, parse_rate, policies, user_tag
+
+__all__ = [
+    "Attempt",
+    "Rate",
+    "SocketPlace",
+    "admit",
+    "admit_unverified",
+    "client_address",
+    "failed",
+    "parse_rate",
+    "policies",
+    "sockets_of",
+]
+
+logger = logging.getLogger("wsauth")
+
+
+@dataclass(slots=True)
+class Attempt:
+    """A handshake (or a first frame) as admission sees it."""
+
+    address: str
+    bucket: str
+    path: str
+    origin: str | None
+
+    @classmethod
+    def of(cls, scope: dict[str, Any], conf: Conf, origin: str | None = None) -> Attempt:
+        """``origin``: the handshake's, once parsed (``Handshake.origin``)."""
+        address = client_address(scope, conf)
+        return cls(address, bucket(address, conf), str(scope.get("path", "")), origin)
+
+
+class _Quiet:
+    """Refusals answered without a log line, counted and reported once per window."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+    def note(self, subject: str, window: float) -> None:
+        self.counts[subject] = self.counts.get(subject, 0) + 1
+        if self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(window, self.flush, window)
+
+    def flush(self, window: float) -> None:
+        self.timer = None
+        for who, count in sorted(self.counts.items()):
+            logger.warning(
+                "wsauth: %d more failing handshakes from %s answered 4429 within %.0f s "
+                "(FAILED_AUTH_RATE), not logged one by one",
+                count,
+                who,
+                window,
+            )
+        self.counts.clear()
+
+
+_quiet: PerLoop[_Quiet] = PerLoop(_Quiet)
+
+_store_error_at = 0.0
+
+
+def _store_down(exc: BaseException) -> None:
+    """Limits fail open: say so at most once a minute, not once per handshake."""
+    global _store_error_at
+    now = time.monotonic()
+    if now - _store_error_at > 60:
+        _store_error_at = now
+        logger.error("wsauth: the store is unavailable, limits not enforced: %s", exc)
+
+
+async def failed(attempt: Attempt, error: WSAuthError) -> WSAuthError:
+    """Count a refusal against the client's address; the answer to send: ``error``, or
+    ``Limited`` when the address is over its failure limit (then logged once per window)."""
+    rules = policies(get_conf())
+    if isinstance(error, Limited) or not error.charged or rules.failures is None:
+        return error
+    limits = store.get("limits")
+    key, window = rules.failures.counter(attempt.bucket)
+    try:
+        count = await limits.hit(limits.make_key(key), window)
+    except Exception as exc:
+        _store_down(exc)
+        return error
+    limited = rules.failures.verdict(count, attempt.bucket)
+    if limited is None:
+        return error
+    if not limited.first:
+        _quiet.get().note(attempt.bucket, rules.failures.rate.seconds)
+    return limited
+
+
+async def admit_unverified(attempt: Attempt) -> None:
+    """A handshake with no credential yet (a first-message route): charge its address
+    (``HANDSHAKE_RATE``); raises ``Limited``."""
+    rule = policies(get_conf()).handshakes
+    if rule is None:
+        return
+    limits = store.get("limits")
+    key, window = rule.counter(attempt.bucket)
+    try:
+        count = await limits.hit(limits.make_key(key), window)
+    except Exception as exc:
+        _store_down(exc)
+        return
+    limited = rule.verdict(count, attempt.bucket)
+    if limited is not None:
+        raise limited
+
+
+async def admit(
+    attempt: Attempt,
+    user: Any,
+    claims: dict[str, Any] | None,
+    issued_at: float | None,
+    *,
+    method: str,
+    expires_at: float | None,
+) -> SocketPlace | None:
+    """Admit a verified credential's socket, or raise ``Limited`` / ``Revoked``. Returns
+    the socket's place (registered, renewed by this process's heartbeat), to release
+    when the socket closes; None when the store holds no registry (it is down)."""
+    conf = get_conf()
+    rules = policies(conf)
+    limits = store.get("limits")
+    tag = user_tag(user.pk)
+    counter = None
+    if rules.user_handshakes is not None:
+        key, window = rules.user_handshakes.counter(tag)
+        counter = (limits.make_key(key), window)
+    place = store.Place(
+        limits.make_key(places_key(user.pk)),
+        describe(user.pk, method, attempt.origin, attempt.path, expires_at),
+        conf.socket_lease,
+        rules.sockets.limit,
+    )
+    markers = revoke.marker_keys(user.pk, claims) if conf.revocation_check else {}
+    together = bool(markers) and store.same("limits", "revocation")
+    made = {limits.make_key(k): k for k in markers} if together else {}
+    try:
+        answer = await limits.admit(counter, place, list(made))
+    except Exception as exc:
+        if together:  # revocation fails closed
+            raise RevocationUnavailable(
+                "revocation_store_unavailable", f"cannot check revocation: {exc}"
+            ) from exc
+        _store_down(exc)
+        answer = None
+    taken = SocketPlace(place.key, place.member) if answer is not None and answer.taken else None
+    try:
+        if answer is not None and rules.user_handshakes is not None:
+            limited = rules.user_handshakes.verdict(answer.count, f"user pk={user.pk}")
+            if limited is not None:
+                raise limited
+        if markers:
+            if together:
+                found = {made[k]: v for k, v in answer.markers.items()} if answer else {}
+            else:
+                found = await revoke.read_markers(markers)
+            await revoke.settle(found, markers, user.pk, revoke.issued_at_of(claims, issued_at))
+        if answer is not None:
+            limited = rules.sockets.verdict(answer.taken, answer.places, user.pk)
+            if limited is not None:
+                raise limited
+    except BaseException:  # refused, a database fault, or the handshake's timeout
+        if taken is not None:
+            await taken.release()
+        raise
+    if taken is not None:
+        keep(taken)
+    return taken

@@ -1,0 +1,153 @@
+"""A user's socket places: a registry of open sockets on short leases.
+
+Each open socket holds a place in its user's sorted set (``wsauth:{u…}:sockets``), scored
+by when its lease ends. Every process renews the leases of its own sockets in one
+heartbeat (every third of ``SOCKET_LEASE``); a process that dies, however it dies
+(SIGKILL, OOM, a lost node, a shutdown that never cancels its applications), stops
+renewing, and its places lapse within one lease. Nothing relies on a ``finally`` block
+running. The member is the socket's description (process, since, method, origin, path,
+credential expiry), so the same set answers "which sockets does this user have, where,
+since when" (``sockets_of``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from .. import store
+from ..conf import get_conf
+from ..loops import PerLoop
+from .policies import user_tag
+
+logger = logging.getLogger("wsauth")
+
+_counter = itertools.count(1)
+_process: tuple[int, str] | None = None
+
+
+def process_id() -> str:
+    """``host:pid``, made again after a fork (gunicorn's workers)."""
+    global _process
+    pid = os.getpid()
+    if _process is None or _process[0] != pid:
+        _process = (pid, f"{socket.gethostname()}:{pid}")
+    return _process[1]
+
+
+def places_key(user_pk: Any) -> str:
+    return f"wsauth:{user_tag(user_pk)}:sockets"
+
+
+def describe(
+    user_pk: Any, method: str, origin: str | None, path: str, expires_at: float | None
+) -> str:
+    """A socket's member in its user's places: unique, and all the registry tells."""
+    return json.dumps(
+        {
+            "process": process_id(),
+            "socket": next(_counter),
+            "user": user_pk,
+            "method": method,
+            "origin": origin,
+            "path": path,
+            "since": round(time.time(), 3),
+            "expires_at": expires_at,
+        },
+        separators=(",", ":"),
+    )
+
+
+class SocketPlace:
+    """One socket's place; ``release()`` when it closes. (Slotted: it lives as long as
+    the socket.)"""
+
+    __slots__ = ("key", "member")
+
+    def __init__(self, key: str, member: str) -> None:
+        self.key, self.member = key, member
+
+    async def release(self) -> None:
+        _keeper.get().forget(self)
+        try:
+            await store.get("limits").release(self.key, self.member)
+        except Exception as exc:  # it lapses with its lease
+            logger.warning("wsauth: cannot give a socket place back (it lapses): %s", exc)
+
+
+class _Keeper:
+    """This event loop's held places, and the heartbeat that renews their leases."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, dict[str, None]] = {}
+        self.task: asyncio.Task[None] | None = None
+        self.failing_since: float | None = None
+
+    def keep(self, place: SocketPlace) -> None:
+        self.held.setdefault(place.key, {})[place.member] = None
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._beat())
+
+    def forget(self, place: SocketPlace) -> None:
+        members = self.held.get(place.key)
+        if members is not None:
+            members.pop(place.member, None)
+            if not members:
+                del self.held[place.key]
+
+    async def _beat(self) -> None:
+        while self.held:
+            lease = get_conf().socket_lease
+            await asyncio.sleep(lease / 3)
+            await self.renew(lease)
+        self.task = None
+
+    async def renew(self, lease: float) -> None:
+        places = {key: list(members) for key, members in self.held.items()}
+        if not places:
+            return
+        try:
+            await store.get("limits").renew(places, time.time() + lease, int(lease) + 1)
+        except Exception as exc:  # once a minute while it lasts, not once a beat
+            now = time.monotonic()
+            if self.failing_since is None or now - self.failing_since > 60:
+                self.failing_since = now
+                logger.error("wsauth: cannot renew socket places (they lapse): %s", exc)
+        else:
+            self.failing_since = None
+
+
+_keeper: PerLoop[_Keeper] = PerLoop(_Keeper)
+
+
+def keep(place: SocketPlace) -> None:
+    """Renew ``place`` with this process's heartbeat until it is released."""
+    _keeper.get().keep(place)
+
+
+async def renew_now() -> None:
+    """Renew this loop's places at once (tests; a process that was paused)."""
+    await _keeper.get().renew(get_conf().socket_lease)
+
+
+async def sockets_of(user_pk: Any) -> list[dict[str, Any]]:
+    """The user's open sockets on every process, oldest first: each a dict with
+    ``process``, ``socket``, ``method``, ``origin``, ``path``, ``since``,
+    ``expires_at`` and ``lease_ends``."""
+    limits = store.get("limits")
+    rows = await limits.members(limits.make_key(places_key(user_pk)), time.time())
+    found = []
+    for member, lease_ends in rows:
+        try:
+            info = json.loads(member)
+        except ValueError:
+            continue
+        if isinstance(info, dict):
+            found.append({**info, "lease_ends": lease_ends})
+    return sorted(found, key=lambda info: info.get("since") or 0)
