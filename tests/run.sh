@@ -3,7 +3,7 @@
 #   Django 5.2 LTS on Python 3.11 (.venv) and Django 6.0 on Python 3.12 (.venv312),
 #   plus ruff and mypy. Extra arguments go to pytest (e.g. -k ticket, -x).
 # Installs what it needs: Debian's chromium (browser tests), Redis if none answers on
-# 127.0.0.1:6379, and both virtual environments.
+# 127.0.0.1:6379, Valkey (unpacked into /opt/valkey), and both virtual environments.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +24,50 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
   for _ in $(seq 50); do redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
+
+# Valkey (tests/topology.py) comes from bookworm-backports. The package is unpacked into
+# $VALKEY_DIR, not installed: its postinst would start a service on 6379, Redis's port.
+VALKEY_DIR=/opt/valkey
+install_valkey() {
+  local sources=/etc/apt/sources.list.d/debian.sources
+  local backports=/etc/apt/sources.list.d/bookworm-backports.sources
+  local uri tmp deps dep
+  if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    # The archive this machine already uses: the URI of the stanza listing "bookworm".
+    uri=$(awk 'BEGIN { RS = "" } {
+      uri = ""; main = 0; n = split($0, lines, "\n")
+      for (i = 1; i <= n; i++) {
+        m = split(lines[i], w, /[ \t]+/)
+        if (w[1] == "URIs:") uri = w[2]
+        if (w[1] == "Suites:") for (j = 2; j <= m; j++) if (w[j] == "bookworm") main = 1
+      }
+      if (main && uri != "") { print uri; exit }
+    }' "$sources")
+    [ -n "$uri" ] || { echo "no bookworm archive URI in $sources"; exit 1; }
+    printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: %s\n' \
+      "$uri" /usr/share/keyrings/debian-archive-keyring.gpg | as_root tee "$backports" >/dev/null
+  fi
+  # Refresh only the backports index, keeping the others' lists.
+  as_root apt-get update -qq -o Dir::Etc::sourcelist="$backports" \
+    -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0
+  tmp=$(mktemp -d)
+  (cd "$tmp" && as_root apt-get download -qq -o APT::Sandbox::User=root \
+    -t bookworm-backports valkey-server valkey-tools)
+  # The binaries' libraries (adduser is for the service account, not needed here).
+  deps=$(dpkg-deb -f "$tmp"/valkey-tools_*.deb Depends | tr ',' '\n' \
+    | sed -e 's/[(|].*//' -e 's/ //g' | grep -vx adduser || true)
+  for dep in $deps; do
+    dpkg-query -W -f='${Status}' "$dep" 2>/dev/null | grep -q "ok installed" \
+      || apt_install "$dep"
+  done
+  for deb in "$tmp"/*.deb; do as_root dpkg-deb -x "$deb" "$VALKEY_DIR"; done
+  as_root rm -rf "$tmp"
+}
+if ! command -v valkey-server >/dev/null && [ ! -x "$VALKEY_DIR/usr/bin/valkey-server" ]; then
+  echo "== unpacking valkey-server (bookworm-backports) into $VALKEY_DIR"
+  install_valkey
+fi
+"$(command -v valkey-server || echo "$VALKEY_DIR/usr/bin/valkey-server")" --version
 
 # --- Python environments ---------------------------------------------------------------
 find_python() {  # find_python 3.12 -> a python3.12 executable
