@@ -1,0 +1,147 @@
+"""Regressions for the defects an outside security review found, against a live issuer.
+
+2. ID tokens, logout tokens and tokens bound to keys wsauth cannot check opened sockets.
+3. Non-canonical base64url spellings of a token verified (one token, many cache entries).
+6. A back-channel logout whose broadcast failed could not be retried.
+8. A DPoP proof could be replayed inside its acceptance window.
+10. A preferred_username that normalises to a taken one locked its person out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+
+from tests.issuer import AUDIENCE
+from wsauth import conf as wsauth_conf
+from wsauth.tokens import TokenError, validate_access_token
+
+LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def reconfigure(settings: Any, **wsauth: Any) -> None:
+    settings.WSAUTH = {**settings.WSAUTH, **wsauth}
+    wsauth_conf.reset()
+
+
+def signed(issuer: Any, claims: dict[str, Any], **headers: Any) -> str:
+    """``claims`` exactly as given (JSON nulls too), signed by the issuer's key."""
+    kid = issuer.default_kid
+    return jwt.encode(claims, issuer.keys[kid][0], "RS256", headers={"kid": kid, **headers})
+
+
+async def refused(token: str, reason: str) -> TokenError:
+    with pytest.raises(TokenError) as info:
+        await validate_access_token(token)
+    assert info.value.reason == reason, info.value.detail
+    return info.value
+
+
+# -- 2. only access tokens open sockets ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"nonce": "n-0S6_WzA2Mj", "at_hash": "77QmUPtjPfzWtF2AnpK9RQ"},  # an ID token
+        {"nonce": "n-0S6_WzA2Mj"},
+        {"at_hash": "77QmUPtjPfzWtF2AnpK9RQ"},
+        {"c_hash": "LDktKdoQak3Pk0cnXxCltA"},
+        {"typ": "ID"},  # Keycloak's ID token
+        {"typ": "id"},
+        {"typ": "Logout"},  # Keycloak's logout token
+        {"typ": "Refresh"},
+        {"events": {LOGOUT_EVENT: {}}},  # a logout token that carries exp
+    ],
+    ids=lambda claims: "+".join(f"typ={claims[k]}" if k == "typ" else k for k in claims),
+)
+@pytest.mark.parametrize("header_typ", ["JWT", None])
+async def test_id_and_logout_tokens_do_not_open_sockets(
+    issuer, wsauth_settings, claims, header_typ
+):
+    """The audience falls back to the client id, which is also an ID token's (and a
+    logout token's) audience: the token's kind must be told by its claims."""
+    wsauth_settings.OIDC_RP_CLIENT_ID = AUDIENCE
+    reconfigure(wsauth_settings, AUDIENCE=None)
+    assert wsauth_conf.get_conf().audience == (AUDIENCE,)
+    error = await refused(issuer.token(headers={"typ": header_typ}, **claims), "not_access_token")
+    assert any(name in error.detail for name in claims), error.detail
+    # The same token without those claims is an access token.
+    await validate_access_token(issuer.token(headers={"typ": header_typ}))
+
+
+async def test_a_real_logout_token_does_not_open_a_socket(issuer, wsauth_settings):
+    token = issuer.token(
+        headers={"typ": "JWT"},
+        jti=uuid.uuid4().hex,
+        sid="s-1",
+        events={LOGOUT_EVENT: {}},
+        name=None,
+        preferred_username=None,
+        email=None,
+        nbf=None,
+    )
+    await refused(token, "not_access_token")
+
+
+async def test_keycloak_access_tokens_with_a_nonce_still_work(issuer, wsauth_settings):
+    """Keycloak before 25 copied the login's nonce into access tokens, which it marks with
+    the payload typ Bearer: those are access tokens, whatever else they carry."""
+    verified = await validate_access_token(
+        issuer.token(headers={"typ": "JWT"}, typ="Bearer", nonce="n-0S6_WzA2Mj")
+    )
+    assert verified.claims["typ"] == "Bearer"
+    await refused(
+        issuer.token(headers={"typ": "JWT"}, typ="Bearer", at_hash="x"), "not_access_token"
+    )
+
+
+async def test_strict_policy_takes_the_header_typ_at_its_word(issuer, wsauth_settings):
+    reconfigure(wsauth_settings, TYP_POLICY="strict")
+    for typ in ("JWT", "jwt", None, "id_token+jwt", "logout+jwt"):
+        await refused(issuer.token(headers={"typ": typ}, nonce="n"), "bad_type")
+    await validate_access_token(issuer.token(headers={"typ": "at+jwt"}))
+    await validate_access_token(issuer.token(headers={"typ": "application/AT+JWT"}))
+
+
+@pytest.mark.parametrize(
+    "cnf",
+    [
+        {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"},  # RFC 8705 mTLS
+        {"jwk": {"kty": "EC"}},
+        {"kid": "k-1"},
+    ],
+)
+async def test_bindings_wsauth_cannot_check_are_refused(issuer, wsauth_settings, cnf):
+    name = next(iter(cnf))
+    error = await refused(issuer.token(cnf=cnf), "unverifiable_cnf")
+    assert name in error.detail and "ACCEPT_UNVERIFIED_CNF" in error.detail
+    reconfigure(wsauth_settings, ACCEPT_UNVERIFIED_CNF=["some-other-member"])
+    await refused(issuer.token(cnf=cnf), "unverifiable_cnf")
+    reconfigure(wsauth_settings, ACCEPT_UNVERIFIED_CNF=[name])
+    assert (await validate_access_token(issuer.token(cnf=cnf))).claims["cnf"] == cnf
+    reconfigure(wsauth_settings, ACCEPT_UNVERIFIED_CNF=True)
+    await validate_access_token(issuer.token(cnf=cnf))
+
+
+async def test_a_dpop_binding_does_not_vouch_for_another_member(issuer, wsauth_settings):
+    cnf = {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I", "x5t#S256": "abc"}
+    reconfigure(wsauth_settings, ACCEPT_DPOP_BOUND_AS_BEARER=True)
+    await refused(issuer.token(cnf=cnf), "unverifiable_cnf")
+    # Accepting other members never accepts jkt: that has its own setting.
+    reconfigure(wsauth_settings, ACCEPT_DPOP_BOUND_AS_BEARER=False, ACCEPT_UNVERIFIED_CNF=True)
+    await refused(issuer.token(cnf=cnf), "dpop_bound")
+
+
+@pytest.mark.parametrize("cnf", ["x5t#S256", ["jkt"], None, 7])
+async def test_a_cnf_that_is_not_an_object_is_refused(issuer, wsauth_settings, cnf):
+    reconfigure(wsauth_settings, ACCEPT_UNVERIFIED_CNF=True)
+    await refused(signed(issuer, {**issuer.claims(), "cnf": cnf}), "invalid_claims")
