@@ -15,10 +15,12 @@ from typing import Any
 
 import jwt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.issuer import AUDIENCE
 from wsauth import conf as wsauth_conf
-from wsauth.tokens import TokenError, validate_access_token
+from wsauth.tokens import TokenError, VerifiedToken, validate_access_token
 
 LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
@@ -145,3 +147,88 @@ async def test_a_dpop_binding_does_not_vouch_for_another_member(issuer, wsauth_s
 async def test_a_cnf_that_is_not_an_object_is_refused(issuer, wsauth_settings, cnf):
     reconfigure(wsauth_settings, ACCEPT_UNVERIFIED_CNF=True)
     await refused(signed(issuer, {**issuer.claims(), "cnf": cnf}), "invalid_claims")
+
+
+# -- 3. one spelling per token ------------------------------------------------------------------
+
+B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+RESPELL = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+#: Anything that is not base64url (nor the dot between segments), '=' '+' '/' included.
+not_b64url = st.characters(blacklist_characters=B64URL + ".")
+
+
+def with_trailing_bits(segment: str) -> str | None:
+    """``segment`` with its last character's unused bits set: the same bytes to a lax
+    decoder, another spelling. None when every bit of the last character is used."""
+    unused = {2: 0b1111, 3: 0b11}.get(len(segment) % 4)
+    if unused is None:
+        return None
+    return segment[:-1] + B64URL[B64URL.index(segment[-1]) | unused]
+
+
+@st.composite
+def respellings(draw: st.DrawFn, token: str) -> str:
+    parts = token.split(".")
+    index = draw(st.integers(0, 2))
+    segment = parts[index]
+    kind = draw(st.sampled_from(["insert", "replace", "pad", "trailing_bits"]))
+    if kind == "trailing_bits" and with_trailing_bits(segment) is None:
+        kind = "insert"
+    position = draw(st.integers(0, len(segment) - 1))
+    if kind == "insert":
+        junk = draw(st.text(not_b64url, min_size=1, max_size=4))
+        segment = segment[:position] + junk + segment[position:]
+    elif kind == "replace":
+        segment = segment[:position] + draw(not_b64url) + segment[position + 1 :]
+    elif kind == "pad":
+        segment += "=" * draw(st.integers(1, 3))
+    else:
+        segment = str(with_trailing_bits(segment))
+    parts[index] = segment
+    return ".".join(parts)
+
+
+_sample_tokens: dict[str, str] = {}
+
+
+@RESPELL
+@given(data=st.data())
+def test_every_other_spelling_of_a_token_is_refused_unverified(issuer, wsauth_settings, data):
+    """base64url in a JWS is unpadded, of its alphabet only, with zero trailing bits
+    (RFC 7515 section 2, RFC 4648 section 3.5): a lax decoder reads many spellings as
+    the same token, each a fresh signature check and a cache entry."""
+    token = _sample_tokens.setdefault(issuer.issuer, issuer.token())
+    assert isinstance(run(validate_access_token(token)), VerifiedToken)
+    respelled = data.draw(respellings(token))
+    assert respelled != token
+    with pytest.raises(TokenError) as info:
+        run(validate_access_token(respelled))
+    assert info.value.reason == "malformed", (info.value.reason, respelled)
+
+
+@pytest.mark.parametrize("junk", ["!!!!", "~~~~", "\n", " ", "%", "$", "é"])
+def test_junk_inside_a_signature_is_refused(issuer, wsauth_settings, junk):
+    head, payload, signature = issuer.token().split(".")
+    middle = len(signature) // 2
+    token = f"{head}.{payload}.{signature[:middle]}{junk}{signature[middle:]}"
+    with pytest.raises(TokenError) as info:
+        run(validate_access_token(token))
+    assert info.value.reason == "malformed"
+
+
+@pytest.mark.parametrize("spelling", ["plus_slash", "trailing_bits"])
+def test_other_alphabets_and_trailing_bits_are_refused(issuer, wsauth_settings, spelling):
+    head, payload, signature = issuer.token().split(".")
+    assert len(signature) % 4 == 2  # 256 bytes: the last character holds 2 bits of 6
+    if spelling == "plus_slash":  # the standard alphabet's names of '-' and '_'
+        assert "-" in signature or "_" in signature
+        signature = signature.replace("-", "+").replace("_", "/")
+    else:
+        signature = str(with_trailing_bits(signature))
+    with pytest.raises(TokenError) as info:
+        run(validate_access_token(f"{head}.{payload}.{signature}"))
+    assert info.value.reason == "malformed"

@@ -14,6 +14,8 @@ import binascii
 import hashlib
 import json
 import math
+import re
+import string
 import sys
 import time
 from collections import OrderedDict
@@ -64,10 +66,23 @@ class VerifiedToken:
         return cnf.get("jkt") if isinstance(cnf, dict) else None
 
 
+_B64URL = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+_B64URL_VALUE = {c: i for i, c in enumerate(_B64URL)}
+_B64URL_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
+#: The unused low bits of the last character, by segment length modulo 4 (1 is invalid).
+_UNUSED_BITS = {0: 0, 2: 0b1111, 3: 0b11}
+
+
 def _b64decode(segment: str) -> bytes:
-    # Reject padding and non-alphabet bytes: base64url in JWS is unpadded.
-    if "=" in segment:
-        raise TokenError("malformed", "padded base64 segment")
+    """Strict base64url (RFC 7515 section 2, RFC 4648 section 3.5): unpadded, only its
+    alphabet, no stray bits after the last byte. ``urlsafe_b64decode`` skips other bytes
+    and ignores trailing bits, which gives one token many spellings, each a fresh
+    signature check and a verified-cache entry."""
+    if not _B64URL_SEGMENT.fullmatch(segment):
+        raise TokenError("malformed", "a segment is not unpadded base64url")
+    unused = _UNUSED_BITS.get(len(segment) % 4)
+    if unused is None or (unused and _B64URL_VALUE[segment[-1]] & unused):
+        raise TokenError("malformed", "a segment is not canonical base64url")
     try:
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError) as exc:
