@@ -10,19 +10,24 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
 import jwt
 import pytest
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.test import AsyncClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.issuer import AUDIENCE
 from wsauth import conf as wsauth_conf
+from wsauth import revoke
 from wsauth.tokens import TokenError, VerifiedToken, validate_access_token
 
 LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+BACKCHANNEL_URL = "/wsauth/backchannel-logout/"
 
 
 def run(coro: Any) -> Any:
@@ -232,3 +237,92 @@ def test_other_alphabets_and_trailing_bits_are_refused(issuer, wsauth_settings, 
     with pytest.raises(TokenError) as info:
         run(validate_access_token(f"{head}.{payload}.{signature}"))
     assert info.value.reason == "malformed"
+
+
+# -- 6. a failed back-channel logout can be retried ----------------------------------------------
+
+RP_CLIENT_ID = "wsauth-tests-rp"
+
+
+class FlakyLayer(InMemoryChannelLayer):
+    """The in-memory layer, whose next ``failures`` group sends fail (a Redis outage)."""
+
+    failures = 0
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        if type(self).failures > 0:
+            type(self).failures -= 1
+            raise ConnectionError("channel layer unreachable")
+        await super().group_send(group, message)
+
+
+def logout_token(issuer: Any, **claims: Any) -> str:
+    body = {
+        "iss": issuer.issuer,
+        "aud": RP_CLIENT_ID,
+        "iat": int(time.time()),
+        "jti": uuid.uuid4().hex,
+        "events": {LOGOUT_EVENT: {}},
+        **claims,
+    }
+    return signed(issuer, body, typ="logout+jwt")
+
+
+async def post_logout(token: str) -> Any:
+    return await AsyncClient().post(BACKCHANNEL_URL, {"logout_token": token})
+
+
+@pytest.fixture
+def flaky_layer(settings: Any, wsauth_settings: Any) -> Any:
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{__name__}.FlakyLayer"}}
+    reconfigure(settings, LOGOUT_AUDIENCE=RP_CLIENT_ID)
+    FlakyLayer.failures = 0
+    yield FlakyLayer
+    FlakyLayer.failures = 0
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_logout_the_channel_layer_failed_is_applied_on_retry(issuer, flaky_layer):
+    layer = get_channel_layer()
+    assert isinstance(layer, FlakyLayer)
+    other_process = await layer.new_channel()  # another process's revocation listener
+    await layer.group_add(revoke.BROADCAST_GROUP, other_process)
+    token = logout_token(issuer, sid="sess-6", sub="sub-6")
+
+    flaky_layer.failures = 1
+    first = await post_logout(token)
+    assert first.status_code == 503, first.content
+    with pytest.raises(asyncio.TimeoutError):  # nothing reached the other processes
+        await asyncio.wait_for(layer.receive(other_process), 0.2)
+
+    retry = await post_logout(token)
+    assert retry.status_code == 200, retry.content
+    event = await asyncio.wait_for(layer.receive(other_process), 2)
+    assert event["type"] == revoke.EVENT
+    assert event["groups"] == [revoke.session_group(issuer.issuer, "sess-6")]
+    keys = revoke.marker_keys(None, {"iss": issuer.issuer, "sid": "sess-6"})
+    assert "sid" in {keys[key] for key in await revoke.read_markers(keys)}
+
+    # Applied once: from now on the same token is a replay, refused without effect.
+    replay = await post_logout(token)
+    assert replay.status_code == 400 and "used before" in replay.json()["detail"]
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(layer.receive(other_process), 0.2)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_logout_whose_replay_check_failed_is_not_spent(issuer, flaky_layer, settings):
+    """The replay store down: 503, and the provider's retry still works once it is back."""
+    token = logout_token(issuer, sid="sess-7")
+    settings.CACHES = {
+        **settings.CACHES,
+        "down": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+        },
+    }
+    reconfigure(settings, REVOCATION_CACHE="down")
+    assert (await post_logout(token)).status_code == 503
+    reconfigure(settings, REVOCATION_CACHE=None)
+    assert (await post_logout(token)).status_code == 200
+    assert (await post_logout(token)).status_code == 400
