@@ -16,14 +16,15 @@ from typing import Any
 
 import jwt
 import pytest
+import redis
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.test import AsyncClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.issuer import AUDIENCE
+from tests.issuer import AUDIENCE, new_key, public_jwk
 from wsauth import conf as wsauth_conf
-from wsauth import revoke
+from wsauth import dpop, revoke
 from wsauth.tokens import TokenError, VerifiedToken, validate_access_token
 
 LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -326,3 +327,103 @@ async def test_a_logout_whose_replay_check_failed_is_not_spent(issuer, flaky_lay
     reconfigure(settings, REVOCATION_CACHE=None)
     assert (await post_logout(token)).status_code == 200
     assert (await post_logout(token)).status_code == 400
+
+
+# -- 8. a DPoP proof's jti is remembered for as long as the proof is accepted ---------------------
+
+HTU = "https://chat.example.test/wsauth/ticket/"
+
+
+class Holder:
+    """A DPoP key holder (RFC 9449), written here from the RFC rather than imported."""
+
+    def __init__(self) -> None:
+        self.key = new_key("EC")
+        self.jwk = public_jwk(self.key, None)
+        self.jkt = dpop.thumbprint(self.jwk)
+        self.access_token = "access-token-" + uuid.uuid4().hex
+
+    def proof(self, iat: float, jti: str | None = None) -> str:
+        claims = {
+            "jti": jti or uuid.uuid4().hex,
+            "htm": "POST",
+            "htu": HTU,
+            "iat": int(iat),
+            "ath": dpop.access_token_hash(self.access_token),
+        }
+        return jwt.encode(claims, self.key, "ES256", headers={"typ": "dpop+jwt", "jwk": self.jwk})
+
+    async def present(self, proof: str) -> str:
+        return await dpop.verify_proof(
+            proof,
+            method="POST",
+            url=HTU,
+            access_token=self.access_token,
+            jkt=self.jkt,
+            conf=wsauth_conf.get_conf(),
+        )
+
+
+@pytest.fixture
+def redis_replay_store(settings: Any, redis_url: str) -> Any:
+    """Replay caches in a real Redis (a test database, flushed around the test)."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis_url},
+    }
+    reconfigure(settings, REVOCATION_CACHE="shared")
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def replay_keys(client: Any) -> list[bytes]:
+    return list(client.scan_iter(match="*dpop-jti*"))
+
+
+@pytest.mark.parametrize("offset", [69, 30, 0, -30, -69])
+async def test_a_proofs_jti_is_kept_for_its_whole_window(redis_replay_store, offset):
+    """A proof is accepted while ``|now - iat| <= DPOP_PROOF_MAX_AGE + LEEWAY`` (70 s by
+    default); its jti must be remembered at least until the last of those moments."""
+    conf = wsauth_conf.get_conf()
+    window = conf.dpop_proof_max_age + conf.leeway
+    holder = Holder()
+    iat = time.time() + offset
+    proof = holder.proof(iat)
+    assert await holder.present(proof) == holder.jkt
+    (key,) = replay_keys(redis_replay_store)
+    ttl = redis_replay_store.pttl(key) / 1000
+    assert ttl >= int(iat) + window - time.time(), (offset, ttl)
+    assert ttl <= 2 * window + 30  # and not kept forever
+    with pytest.raises(dpop.ProofError, match="replay"):
+        await holder.present(proof)
+
+
+async def test_a_proof_from_the_future_cannot_be_replayed_at_the_end_of_its_window(
+    redis_replay_store, monkeypatch
+):
+    """The review's case: ``iat`` = now + 69 s, used again 133 s later (still inside the
+    window). Both clocks move: this module's, and Redis's expiry of the replay key."""
+    holder = Holder()
+    start = time.time()
+    proof = holder.proof(start + 69)
+    await holder.present(proof)
+    later = 133.0
+
+    class Later:
+        @staticmethod
+        def time() -> float:
+            return time.time() + later
+
+    monkeypatch.setattr(dpop, "time", Later)
+    for key in replay_keys(redis_replay_store):
+        left = redis_replay_store.pttl(key) - int(later * 1000)
+        if left > 0:
+            redis_replay_store.pexpire(key, left)
+        else:
+            redis_replay_store.delete(key)
+    assert abs(Later.time() - int(start + 69)) <= 70  # the proof's iat is still accepted
+    with pytest.raises(dpop.ProofError, match="replay"):
+        await holder.present(proof)
+    # A fresh proof (new jti) from the same moment is accepted: the window, not the key.
+    await holder.present(holder.proof(Later.time()))
