@@ -11,20 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import time
+import unicodedata
 import uuid
 from typing import Any
 
 import jwt
 import pytest
 import redis
+from asgiref.sync import sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.contrib.auth import get_user_model
+from django.db import transaction
 from django.test import AsyncClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.issuer import AUDIENCE, new_key, public_jwk
 from wsauth import conf as wsauth_conf
-from wsauth import dpop, revoke
+from wsauth import dpop, revoke, users
+from wsauth.backends import OIDCBackend
 from wsauth.tokens import TokenError, VerifiedToken, validate_access_token
 
 LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
@@ -427,3 +432,98 @@ async def test_a_proof_from_the_future_cannot_be_replayed_at_the_end_of_its_wind
         await holder.present(proof)
     # A fresh proof (new jti) from the same moment is accepted: the window, not the key.
     await holder.present(holder.proof(Later.time()))
+
+
+# -- 10. a username's other forms never lock its person out ---------------------------------------
+
+
+def _compatibility_forms() -> dict[str, list[str]]:
+    """For each ASCII letter, digit and '.', '-', '_': the BMP characters NFKC turns into
+    it (full-width forms, mathematical letters, superscripts, circled digits ...)."""
+    forms: dict[str, list[str]] = {}
+    for code in range(0x80, 0x10000):
+        char = chr(code)
+        folded = unicodedata.normalize("NFKC", char)
+        if folded != char and len(folded) == 1 and (folded.isascii() and folded.isalnum()):
+            forms.setdefault(folded, []).append(char)
+    return forms
+
+
+COMPAT = _compatibility_forms()
+
+
+@st.composite
+def taken_and_other_form(draw: st.DrawFn) -> tuple[str, str]:
+    """A username, and another spelling of it that NFKC normalises back to it."""
+    taken = draw(st.text(st.sampled_from(sorted(COMPAT)), min_size=1, max_size=12))
+    forced = draw(st.integers(0, len(taken) - 1))
+    other = "".join(
+        draw(st.sampled_from(COMPAT[c])) if i == forced or draw(st.booleans()) else c
+        for i, c in enumerate(taken)
+    )
+    return taken, other
+
+
+@settings(RESPELL, max_examples=60)
+@given(names=taken_and_other_form())
+@pytest.mark.django_db
+def test_another_form_of_a_taken_username_gets_its_own_account(issuer, wsauth_settings, names):
+    taken, other = names
+    assert other != taken and unicodedata.normalize("NFKC", other) == taken
+    backend = OIDCBackend()
+    with transaction.atomic():
+        existing = get_user_model().objects.create_user(taken)
+        claims = issuer.claims(sub="s-" + uuid.uuid4().hex, preferred_username=other)
+        user = backend.user_for_claims(claims, create=True)
+        assert user is not None, "the person is refused (unknown_user) on every attempt"
+        assert user.pk != existing.pk and user.username != taken
+        assert backend.user_for_claims(claims, create=True) == user  # and stays theirs
+        assert not existing.oidc_identities.exists()
+        transaction.set_rollback(True)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_full_width_admin_is_not_refused(issuer, wsauth_settings):
+    admin = await sync_to_async(get_user_model().objects.create_superuser)(
+        "admin", "a@x.test", "pw"
+    )
+    claims = issuer.claims(sub="s-fullwidth", preferred_username="\uff41dmin")  # full-width a
+    first = await users.user_for_claims(claims)
+    users.clear_cache()
+    again = await users.user_for_claims(claims)
+    assert first.pk == again.pk != admin.pk
+    assert first.username.startswith("oidc-") and not first.is_superuser
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_username_taken_in_another_case_is_not_shared(issuer, wsauth_settings):
+    await sync_to_async(get_user_model().objects.create_user)("admin")
+    user = await users.user_for_claims(issuer.claims(sub="s-case", preferred_username="Admin"))
+    assert user.username.startswith("oidc-")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_generated_usernames_cannot_be_squatted(issuer, wsauth_settings):
+    """A preferred_username of someone else's generated name: neither is locked out."""
+    backend = OIDCBackend()
+    victim = issuer.claims(sub="s-victim", preferred_username=None)
+    squatter = issuer.claims(sub="s-squatter", preferred_username=backend.get_username(victim))
+    squatting = backend.user_for_claims(squatter, create=True)
+    assert squatting is not None and squatting.username != squatter["preferred_username"]
+    user = backend.user_for_claims(victim, create=True)
+    assert user is not None and user.pk != squatting.pk
+
+
+def username_from_email(email: str | None, claims: dict[str, Any]) -> str:
+    """An OIDC_USERNAME_ALGO that two people can share (the e-mail's local part)."""
+    return str(email).split("@")[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_username_algorithm_that_collides_falls_back_to_a_generated_name(issuer, wsauth_settings):
+    wsauth_settings.OIDC_USERNAME_ALGO = f"{__name__}.username_from_email"
+    backend = OIDCBackend()
+    first = backend.user_for_claims(issuer.claims(sub="s-a", email="kim@a.test"), create=True)
+    second = backend.user_for_claims(issuer.claims(sub="s-b", email="kim@b.test"), create=True)
+    assert first.username == "kim"
+    assert second is not None and second.pk != first.pk and second.username.startswith("oidc-")
