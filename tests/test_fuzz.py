@@ -562,7 +562,16 @@ claim_values = st.one_of(
             "exp": st.one_of(st.just("SOON"), claim_values),
             "nbf": st.one_of(st.just("PAST"), claim_values),
             "iat": st.one_of(st.just("PAST"), claim_values),
-            "cnf": st.one_of(st.just({"jkt": "abc"}), claim_values),
+            "cnf": st.one_of(
+                st.sampled_from([{"jkt": "abc"}, {"x5t#S256": "abc"}, {}]), claim_values
+            ),
+            "typ": st.one_of(
+                st.sampled_from(["Bearer", "bearer", "ID", "id", "Logout", "Refresh"]),
+                claim_values,
+            ),
+            "nonce": claim_values,
+            "at_hash": claim_values,
+            "events": st.just({"http://schemas.openid.net/event/backchannel-logout": {}}),
             "extra": json_values.filter(lambda v: not isinstance(v, float)),
         },
     )
@@ -586,7 +595,13 @@ def test_claims_of_a_signed_token_are_accepted_or_refused_by_rule(issuer, wsauth
         aud = claims.get("aud")
         assert aud == AUDIENCE or (isinstance(aud, list) and AUDIENCE in aud)
         assert claims["exp"] + 10 > now
-        assert "cnf" not in claims or not isinstance(claims["cnf"], dict)
+        assert "cnf" not in claims or claims["cnf"] == {}
+        # Only access tokens: never an ID token's or a logout token's claims or typ.
+        typ = claims.get("typ")
+        typ = typ.lower() if isinstance(typ, str) else typ
+        assert typ not in {"id", "logout", "refresh", "offline"}
+        assert "events" not in claims and "at_hash" not in claims
+        assert "nonce" not in claims or typ == "bearer"
 
 
 # -- explicit attacks, and regressions for what fuzzing found --------------------------------------------------

@@ -6,6 +6,8 @@ sockets are closed through ``wsauth.revoke`` and the session's tokens refused fr
 
 from __future__ import annotations
 
+import hashlib
+import math
 import time
 from typing import Any
 
@@ -22,10 +24,12 @@ from .tokens import (
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
 _LOGOUT_TYPES: frozenset[str | None] = frozenset({"logout+jwt", "jwt", None})
+#: Seconds a spent ``jti`` outlives its token's window: rounding, and our processes' clocks.
+_REPLAY_MARGIN = 5.0
 
 
 async def validate_logout_token(token: str, conf: Conf | None = None) -> dict[str, Any]:
-    """The claims of a valid, unused logout token, or ``TokenError``."""
+    """The claims of a valid logout token not applied before, or ``TokenError``."""
     conf = conf or get_conf()
     header, claims, signing_input, signature = parse(token, conf)
     alg, kid = check_header(header, conf, types=_LOGOUT_TYPES)
@@ -56,19 +60,34 @@ async def validate_logout_token(token: str, conf: Conf | None = None) -> dict[st
     if not isinstance(jti, str) or not jti:
         raise TokenError("missing_claim", "logout token has no 'jti'")
     try:
-        ttl = conf.logout_token_max_age + 2 * conf.leeway
-        first = await stores.run(stores.first_use, conf.revocation_cache, "logout-jti", jti, ttl)
+        applied = await stores.run(stores.cache(conf.revocation_cache).get, _applied_key(claims))
     except Exception as exc:
         raise TokenError("store_unavailable", f"cannot check replay: {exc}") from exc
-    if not first:
+    if applied is not None:
         raise TokenError("replayed", "this logout token was used before")
     return claims
 
 
-async def logout(claims: dict[str, Any]) -> None:
-    """Close the session's sockets (or, without ``sid``, the subject's)."""
+def _applied_key(claims: dict[str, Any]) -> str:
+    digest = hashlib.sha256(f"{claims['iss']}\0{claims['jti']}".encode()).hexdigest()
+    return f"wsauth:logout-applied:{digest}"
+
+
+async def logout(claims: dict[str, Any], conf: Conf | None = None) -> None:
+    """Close the session's sockets (or, without ``sid``, the subject's), then spend the
+    token's ``jti``. Spent only once applied: a logout whose broadcast failed (503) works
+    when the provider retries it. Two deliveries at once may both apply; that is
+    harmless, as both revoke the same sockets at the same moment."""
+    conf = conf or get_conf()
     iss, sid, sub = claims["iss"], claims.get("sid"), claims.get("sub")
     if isinstance(sid, str) and sid:
         await revoke.adisconnect_session(sid, iss, reason="back-channel logout")
     else:
         await revoke.adisconnect_subject(str(sub), iss, reason="back-channel logout")
+    # Until the token falls out of the accepted window (validate_logout_token's iat check).
+    iat = finite_number(claims.get("iat"))
+    last_accepted = (time.time() if iat is None else iat) + conf.logout_token_max_age + conf.leeway
+    ttl = max(last_accepted - time.time(), 0) + _REPLAY_MARGIN
+    await stores.run(
+        stores.cache(conf.revocation_cache).set, _applied_key(claims), 1, math.ceil(ttl)
+    )

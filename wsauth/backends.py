@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import secrets
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -18,6 +19,9 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from .conf import get_conf
 from .models import OIDCIdentity
+
+#: Generated usernames start with this; no preferred_username may.
+_GENERATED_PREFIX = "oidc-"
 
 
 class OIDCBackend(OIDCAuthenticationBackend):
@@ -48,26 +52,55 @@ class OIDCBackend(OIDCAuthenticationBackend):
         )
 
     def get_username(self, claims: dict[str, Any]) -> str:
+        """``preferred_username`` as Django will store it (NFKC), when no one has it in any
+        case; else a name derived from ``(iss, sub)``. The derived names' prefix is not
+        given out as a preferred name, so no one can take another person's in advance."""
         if self.get_settings("OIDC_USERNAME_ALGO", None):
             return str(super().get_username(claims))
         preferred = claims.get("preferred_username")
-        if isinstance(preferred, str) and preferred and len(preferred) <= 100:
-            if not self.UserModel.objects.filter(username=preferred).exists():
-                return preferred
-        digest = hashlib.sha256(f"{self.issuer_of(claims)}\0{claims['sub']}".encode()).digest()[:20]
-        return "oidc-" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        if isinstance(preferred, str):
+            name = self.UserModel.normalize_username(preferred)
+            if (
+                name
+                and len(name) <= 100
+                and not name.lower().startswith(_GENERATED_PREFIX)
+                and not self.UserModel.objects.filter(username__iexact=name).exists()
+            ):
+                return name
+        return self.generated_username(claims)
+
+    def generated_username(self, claims: dict[str, Any], salt: str = "") -> str:
+        seed = f"{self.issuer_of(claims)}\0{claims['sub']}{salt}"
+        digest = hashlib.sha256(seed.encode()).digest()[:20]
+        return _GENERATED_PREFIX + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     def create_user(self, claims: dict[str, Any]) -> Any:
-        with transaction.atomic():
-            user = self.UserModel.objects.create_user(
-                self.get_username(claims), email=claims.get("email") or ""
-            )
-            self._copy_names(user, claims)
-            user.save()
-            OIDCIdentity.objects.create(
-                user=user, issuer=self.issuer_of(claims), subject=claims["sub"]
-            )
-        return user
+        """A new user for a new person: when the chosen username turns out taken (a race,
+        a case- or accent-insensitive collation, an ``OIDC_USERNAME_ALGO``), a generated
+        one, never the existing account and never a refusal."""
+        candidates = dict.fromkeys(
+            [
+                self.get_username(claims),
+                self.generated_username(claims),
+                self.generated_username(claims, salt=secrets.token_hex(8)),
+            ]
+        )
+        for username in candidates:
+            try:
+                with transaction.atomic():
+                    user = self.UserModel.objects.create_user(
+                        username, email=claims.get("email") or ""
+                    )
+                    self._copy_names(user, claims)
+                    user.save()
+                    OIDCIdentity.objects.create(
+                        user=user, issuer=self.issuer_of(claims), subject=claims["sub"]
+                    )
+                return user
+            except IntegrityError:
+                if self.filter_users_by_claims(claims).exists():
+                    raise  # the same person, created by a concurrent handshake
+        raise IntegrityError(f"no free username for {self.describe_user_by_claims(claims)}")
 
     def update_user(self, user: Any, claims: dict[str, Any]) -> Any:
         before = (user.first_name, user.last_name, user.email)

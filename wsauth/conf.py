@@ -8,7 +8,7 @@ signal (``override_settings`` in tests) drops the cache.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings as django_settings
 from django.core.signals import setting_changed
@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_TOKEN_SIZE": 12 * 1024,
     "TYP_POLICY": "default",  # "default": at+jwt, JWT or none; "strict": at+jwt only
     "ACCEPT_DPOP_BOUND_AS_BEARER": False,
+    # ``cnf`` members other than ``jkt`` (e.g. "x5t#S256", RFC 8705) wsauth cannot check,
+    # accepted anyway: False, True (any member) or a list of member names
+    "ACCEPT_UNVERIFIED_CNF": False,
     # Key set
     "JWKS_TIMEOUT": 3.0,  # seconds per HTTP request; must fit Daphne's 5 s handshake budget
     "JWKS_CACHE_TTL": 300,  # refresh (in the background) after this many seconds
@@ -111,6 +114,7 @@ class Conf:
     max_token_size: int
     typ_policy: str
     accept_dpop_bound_as_bearer: bool
+    accept_unverified_cnf: Literal[True] | frozenset[str]  # True: any member
     jwks_timeout: float
     jwks_cache_ttl: float
     jwks_max_stale: float
@@ -165,6 +169,12 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
     return tuple(v for v in value if v)
 
 
+def _cnf_members(value: Any) -> Literal[True] | frozenset[str]:
+    if value is True:
+        return True
+    return frozenset(_as_tuple(value))
+
+
 def _load() -> Conf:
     user = getattr(django_settings, "WSAUTH", {}) or {}
     unknown = set(user) - set(DEFAULTS)
@@ -192,6 +202,7 @@ def _load() -> Conf:
         max_token_size=int(raw["MAX_TOKEN_SIZE"]),
         typ_policy=str(raw["TYP_POLICY"]),
         accept_dpop_bound_as_bearer=bool(raw["ACCEPT_DPOP_BOUND_AS_BEARER"]),
+        accept_unverified_cnf=_cnf_members(raw["ACCEPT_UNVERIFIED_CNF"]),
         jwks_timeout=float(raw["JWKS_TIMEOUT"]),
         jwks_cache_ttl=float(raw["JWKS_CACHE_TTL"]),
         jwks_max_stale=float(raw["JWKS_MAX_STALE"]),

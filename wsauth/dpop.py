@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from typing import Any
 
@@ -30,6 +31,8 @@ _THUMBPRINT_MEMBERS = {
     "OKP": ("crv", "kty", "x"),
 }
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+#: Seconds a proof's ``jti`` outlives its window: rounding, and our processes' clocks.
+_REPLAY_MARGIN = 5.0
 
 
 class ProofError(Exception):
@@ -114,7 +117,8 @@ async def verify_proof(
     iat = finite_number(claims.get("iat"))
     if iat is None:
         raise ProofError("the proof has no numeric 'iat'")
-    if abs(time.time() - iat) > conf.dpop_proof_max_age + conf.leeway:
+    window = conf.dpop_proof_max_age + conf.leeway
+    if abs(time.time() - iat) > window:
         raise ProofError("the proof's 'iat' is outside the accepted window")
     if claims.get("ath") != access_token_hash(access_token):
         raise ProofError("'ath' must be the hash of the access token")
@@ -123,8 +127,10 @@ async def verify_proof(
     jti = claims.get("jti")
     if not isinstance(jti, str) or not 8 <= len(jti) <= 256:
         raise ProofError("the proof has no usable 'jti'")
+    # Remembered until the proof leaves the window, up to 2 * window after its first use
+    # for an iat in the future (RFC 9449 section 11.1).
+    ttl = math.ceil(max(iat + window - time.time(), 0) + _REPLAY_MARGIN)
     try:
-        ttl = 2 * conf.dpop_proof_max_age + conf.leeway
         first = await stores.run(
             stores.first_use, conf.revocation_cache, "dpop-jti", f"{proof_jkt}:{jti}", ttl
         )

@@ -14,6 +14,8 @@ import binascii
 import hashlib
 import json
 import math
+import re
+import string
 import sys
 import time
 from collections import OrderedDict
@@ -30,6 +32,11 @@ from .jwks import KeyError_, get_jwks_cache
 _ALGORITHMS = get_default_algorithms()
 _DEFAULT_TYPES = frozenset({"at+jwt", "jwt", None})
 _STRICT_TYPES = frozenset({"at+jwt"})
+#: Claims no access token carries: an ID token's (OpenID Connect Core 2, 3.3.2.11) and a
+#: security event token's, such as a logout token (RFC 8417 2.2).
+_FOREIGN_CLAIMS = ("events", "at_hash", "c_hash", "s_hash", "nonce")
+#: Keycloak's payload ``typ`` of its other tokens (its access tokens say ``Bearer``).
+_FOREIGN_PAYLOAD_TYPES = frozenset({"id", "logout", "refresh", "offline"})
 
 
 class TokenError(Exception):
@@ -59,10 +66,23 @@ class VerifiedToken:
         return cnf.get("jkt") if isinstance(cnf, dict) else None
 
 
+_B64URL = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+_B64URL_VALUE = {c: i for i, c in enumerate(_B64URL)}
+_B64URL_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
+#: The unused low bits of the last character, by segment length modulo 4 (1 is invalid).
+_UNUSED_BITS = {0: 0, 2: 0b1111, 3: 0b11}
+
+
 def _b64decode(segment: str) -> bytes:
-    # Reject padding and non-alphabet bytes: base64url in JWS is unpadded.
-    if "=" in segment:
-        raise TokenError("malformed", "padded base64 segment")
+    """Strict base64url (RFC 7515 section 2, RFC 4648 section 3.5): unpadded, only its
+    alphabet, no stray bits after the last byte. ``urlsafe_b64decode`` skips other bytes
+    and ignores trailing bits, which gives one token many spellings, each a fresh
+    signature check and a verified-cache entry."""
+    if not _B64URL_SEGMENT.fullmatch(segment):
+        raise TokenError("malformed", "a segment is not unpadded base64url")
+    unused = _UNUSED_BITS.get(len(segment) % 4)
+    if unused is None or (unused and _B64URL_VALUE[segment[-1]] & unused):
+        raise TokenError("malformed", "a segment is not canonical base64url")
     try:
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
     except (binascii.Error, ValueError) as exc:
@@ -140,6 +160,22 @@ def check_claims(claims: dict[str, Any], conf: Conf, now: float | None = None) -
         aud = claims.get("aud")
         if not audience_matches(aud, conf.audience):
             raise TokenError("wrong_audience", f"audience {aud!r} is not accepted")
+
+
+def check_access_token_kind(claims: dict[str, Any], conf: Conf) -> None:
+    """Refuse ID, logout and other tokens whose header ``typ`` (``JWT`` or none) does not
+    tell them from access tokens: the audience may be the client id, as theirs is (RFC
+    9068 section 4, RFC 8725 section 3.11). The strict policy relies on ``at+jwt``."""
+    if conf.typ_policy == "strict":
+        return
+    typ = claims.get("typ")
+    if isinstance(typ, str) and typ.lower() in _FOREIGN_PAYLOAD_TYPES:
+        raise TokenError("not_access_token", f"payload 'typ' {typ[:20]!r}: not an access token")
+    # Keycloak before 25 copied the login's nonce into its access tokens (typ Bearer).
+    bearer = isinstance(typ, str) and typ.lower() == "bearer"
+    for name in _FOREIGN_CLAIMS:
+        if name in claims and not (bearer and name == "nonce"):
+            raise TokenError("not_access_token", f"carries '{name}': not an access token")
 
 
 K = TypeVar("K", bound=Hashable)
@@ -287,6 +323,7 @@ async def validate_access_token(
     alg, kid = check_header(header, conf)
     await verify_signature(alg, kid, signing_input, signature, conf)
     check_claims(claims, conf, now)
+    check_access_token_kind(claims, conf)
     claims = _compact(claims, conf)
     verified = VerifiedToken(
         claims=claims,
@@ -343,9 +380,30 @@ def shared_claims(claims: dict[str, Any], conf: Conf) -> dict[str, Any]:
 
 
 def _check_binding(token: VerifiedToken, conf: Conf, binding: str) -> None:
+    if "cnf" in token.claims:
+        _check_cnf(token.claims["cnf"], conf)
     bound = token.dpop_jkt is not None
     if binding == "dpop":
         if not bound:
             raise TokenError("not_dpop_bound", "a DPoP request needs a DPoP-bound token (cnf.jkt)")
     elif bound and (binding == "bearer" or not conf.accept_dpop_bound_as_bearer):
         raise TokenError("dpop_bound", "token is bound to a DPoP key (cnf.jkt): send a DPoP proof")
+
+
+def _check_cnf(cnf: Any, conf: Conf) -> None:
+    """A confirmation (RFC 7800) binds the token to a key its presenter must prove. wsauth
+    proves ``jkt`` (DPoP) only; a token bound otherwise is refused, not taken as bearer,
+    unless ``ACCEPT_UNVERIFIED_CNF`` says the binding is checked elsewhere (a proxy)."""
+    if not isinstance(cnf, dict):
+        raise TokenError("invalid_claims", "'cnf' is not a JSON object")
+    accepted = conf.accept_unverified_cnf
+    if accepted is True:
+        return
+    unverified = sorted(m for m in cnf if m != "jkt" and m not in accepted)
+    if unverified:
+        names = ", ".join(repr(m[:40]) for m in unverified[:4])
+        raise TokenError(
+            "unverifiable_cnf",
+            f"token is bound by cnf {names}, which wsauth cannot verify "
+            "(ACCEPT_UNVERIFIED_CNF accepts it)",
+        )
