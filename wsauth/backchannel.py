@@ -11,7 +11,7 @@ import math
 import time
 from typing import Any
 
-from . import revoke, stores
+from . import revoke, store
 from .conf import Conf, get_conf
 from .tokens import (
     TokenError,
@@ -59,8 +59,10 @@ async def validate_logout_token(token: str, conf: Conf | None = None) -> dict[st
     jti = claims.get("jti")
     if not isinstance(jti, str) or not jti:
         raise TokenError("missing_claim", "logout token has no 'jti'")
+    markers = store.get("revocation")
+    key = markers.make_key(_applied_key(claims))
     try:
-        applied = await stores.run(stores.cache(conf.revocation_cache).get, _applied_key(claims))
+        applied = (await markers.get_many([key])).get(key)
     except Exception as exc:
         raise TokenError("store_unavailable", f"cannot check replay: {exc}") from exc
     if applied is not None:
@@ -88,6 +90,5 @@ async def logout(claims: dict[str, Any], conf: Conf | None = None) -> None:
     iat = finite_number(claims.get("iat"))
     last_accepted = (time.time() if iat is None else iat) + conf.logout_token_max_age + conf.leeway
     ttl = max(last_accepted - time.time(), 0) + _REPLAY_MARGIN
-    await stores.run(
-        stores.cache(conf.revocation_cache).set, _applied_key(claims), 1, math.ceil(ttl)
-    )
+    markers = store.get("revocation")
+    await markers.set(markers.make_key(_applied_key(claims)), "1", math.ceil(ttl))
