@@ -15,7 +15,6 @@ import logging
 import math
 import re
 import time
-import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -24,6 +23,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from . import admission, close_codes, revoke
 from .conf import get_conf
 from .errors import Limited, Refused
+from .loops import PerLoop
 from .tokens import TokenError, validate_access_token
 from .users import UserRefused, display_name, user_for_claims
 
@@ -74,16 +74,7 @@ class _Deadlines:
             consumer._start(getattr(consumer, method))
 
 
-_deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _deadlines_of(loop: asyncio.AbstractEventLoop) -> _Deadlines:
-    deadlines = _deadlines.get(loop)
-    if deadlines is None:
-        deadlines = _deadlines[loop] = _Deadlines(loop)
-    return deadlines
+_deadlines: PerLoop[_Deadlines] = PerLoop(lambda: _Deadlines(asyncio.get_running_loop()))
 
 
 #: Every attribute a socket's life sets on its consumer, with its starting value: what
@@ -429,7 +420,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
     def _set_deadline(self, at: float, method: str) -> None:
         """Call ``self.<method>()`` at epoch time ``at`` (through this loop's _Deadlines)."""
         self._cancel_timer()
-        self._deadline = _deadlines_of(asyncio.get_running_loop()).add(self, at, method)
+        self._deadline = _deadlines.get().add(self, at, method)
 
     def _fire(self, callback: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._timer = None
@@ -443,7 +434,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
             self._timer.cancel()
             self._timer = None
         if self._deadline is not None:
-            _deadlines_of(asyncio.get_running_loop()).remove(self, self._deadline)
+            _deadlines.get().remove(self, self._deadline)
             self._deadline = None
 
     def _schedule_expiry(self) -> None:
