@@ -80,7 +80,17 @@ DATABASES = {
 }
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
-if REDIS_URL:
+# Sentinel: "host:port,host:port" of the sentinels, and the primary's service name.
+REDIS_SENTINELS = [
+    (h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]))
+    for h in os.environ.get("REDIS_SENTINELS", "").split(",")
+    if h.strip()
+]
+REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "mymaster")
+# Cluster: one node's URL. channels-redis's pub/sub layer is the one that works there.
+REDIS_CLUSTER = os.environ.get("REDIS_CLUSTER", "")
+WSAUTH_REDIS: Any = None
+if REDIS_URL or REDIS_SENTINELS or REDIS_CLUSTER:
     # socket_timeout 10: redis-py 8's default (5 s) equals channels-redis's blocking read
     # timeout and kills idle consumers (channels_redis#422); None reopens a connection on
     # every socket close.
@@ -90,13 +100,19 @@ if REDIS_URL:
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
 
+    _where: dict[str, Any] = {"address": REDIS_URL or REDIS_CLUSTER}
+    if REDIS_SENTINELS:
+        _where = {"sentinels": REDIS_SENTINELS, "master_name": REDIS_SENTINEL_MASTER}
+        WSAUTH_REDIS = {"SENTINELS": REDIS_SENTINELS, "SERVICE_NAME": REDIS_SENTINEL_MASTER}
+    elif REDIS_CLUSTER:
+        WSAUTH_REDIS = {"CLUSTER": REDIS_CLUSTER}
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {
-                        "address": REDIS_URL,
+                        **_where,
                         "socket_timeout": 10,
                         "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
                         "retry_on_error": [RedisConnectionError],
@@ -111,13 +127,21 @@ if REDIS_URL:
             },
         }
     }
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "chatdemo",
+    if REDIS_CLUSTER:  # its pub/sub layer takes only the address and the channel options
+        CHANNEL_LAYERS["default"] = {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_CLUSTER}]},
         }
-    }
+    if WSAUTH_REDIS is None:
+        CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": REDIS_URL,
+                "KEY_PREFIX": "chatdemo",
+            }
+        }
+    else:  # Django's own cache needs no sharing here; wsauth's store is WSAUTH["REDIS"]
+        CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -177,6 +201,7 @@ else:
 WSAUTH: dict[str, Any] = {
     "ISSUER": OIDC_ISSUER,
     "AUDIENCE": DEMO_AUDIENCE,
+    **({"REDIS": WSAUTH_REDIS} if WSAUTH_REDIS else {}),
     # Any other wsauth setting, as JSON: WSAUTH_OVERRIDES='{"EXPIRING_LEAD": 30}'.
     **json.loads(os.environ.get("WSAUTH_OVERRIDES") or "{}"),
 }
