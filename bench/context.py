@@ -15,6 +15,7 @@ ALGORITHMS = ["RS256", "ES256", "EdDSA"]
 #: with ceilings one load generator on one loopback address never reaches.
 LIMIT_CEILINGS = {
     "HANDSHAKE_RATE": "100000000/minute",
+    "USER_HANDSHAKE_RATE": "100000000/minute",
     "MESSAGE_RATE": "100000000/second",
     "FAILED_AUTH_RATE": "100000000/minute",
     "MAX_SOCKETS_PER_USER": 100000000,

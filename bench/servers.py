@@ -42,6 +42,7 @@ APPS = {
 APP_SETTINGS: dict[str, dict[str, Any]] = {
     "wsauth-local": {
         "HANDSHAKE_RATE": None,
+        "USER_HANDSHAKE_RATE": None,
         "FAILED_AUTH_RATE": None,
         "MAX_SOCKETS_PER_USER": None,
         "REVOCATION_CHECK": False,
