@@ -139,6 +139,7 @@ async def test_a_service_account_opens_500_sockets(backend):
         results = [await outcome(comm, keep=True) for comm in sockets]
         try:
             assert results == ["ok"] * 500
+            await admission.sync_now()  # the registry is written in batches
             found = await admission.sockets_of(await pk_of(token))
             assert len(found) == 500  # the registry sees every one
         finally:
@@ -186,7 +187,8 @@ async def test_a_dead_processs_places_lapse_within_one_lease(backend):
     place a live process renews is held past its lease."""
     from django.contrib.auth import get_user_model
 
-    with TestIssuer().activate(MAX_SOCKETS_PER_USER=1, SOCKET_LEASE=1.5):
+    # Exact mode: each step is the store's own answer (batched mode: test_limits_live).
+    with TestIssuer().activate(MAX_SOCKETS_PER_USER=1, SOCKET_LEASE=1.5, LIMITS_SYNC_INTERVAL=0):
         user = await get_user_model().objects.acreate(username="lease-" + uuid.uuid4().hex[:6])
         attempt = admission.Attempt("192.0.2.1", "192.0.2.1", "/ws/echo/", None)
         kept = await admission.admit(attempt, user, None, None, method="ticket", expires_at=None)
@@ -209,6 +211,7 @@ async def test_the_registry_says_which_sockets_a_user_has(backend):
         comm = communicator(issuer, token, origin=None)
         assert await outcome(comm, keep=True) == "ok"
         pk = await pk_of(token)
+        await admission.sync_now()
         [socket] = await admission.sockets_of(pk)
         assert socket["process"] == places.process_id()
         assert socket["method"] == "subprotocol" and socket["path"] == "/ws/echo/"
@@ -216,6 +219,7 @@ async def test_the_registry_says_which_sockets_a_user_has(backend):
         assert token not in str(socket)
         await comm.disconnect()
         await asyncio.sleep(0.05)
+        await admission.sync_now()
         assert await admission.sockets_of(pk) == []
 
 

@@ -170,8 +170,10 @@ async def _revoked_while_connecting(
     comm = issuer.communicator(slow_application, "/ws/slow/", token=issuer.token(sub=sub))
     opening = asyncio.create_task(comm.connect(timeout=5))
     await asyncio.wait_for(_SlowConnect.entered.wait(), 5)
-    if rejoin:  # started by the middleware at the handshake
-        revoke._listeners.get().joined_at = time.time()  # type: ignore[union-attr]
+    if rejoin:  # started by the middleware at the handshake; its copy not current yet
+        listener = revoke._listeners.get()
+        assert listener is not None
+        listener.joined_at, listener.current = time.time(), False
     await revoke.adisconnect_user(await user_of(revoke_sub), reason="test")
     _SlowConnect.gate.set()
     connected, _ = await opening
@@ -191,7 +193,9 @@ async def test_a_revocation_during_connect_refuses_the_socket_from_the_log(monke
         async with with_store_reads(monkeypatch) as reads:
             assert not await _revoked_while_connecting(issuer, "dan-2", "dan-2")
             assert await _revoked_while_connecting(issuer, "eve", "dan")  # someone else
-        assert len(reads) == 2  # each handshake's own check; none at registration
+        # The markers come from this process's copy, pushed by the broadcast: no store
+        # read at the handshakes' checks, none at registration.
+        assert len(reads) == 0
         await first.disconnect()
 
 
@@ -233,10 +237,12 @@ async def test_a_revocation_the_listener_may_have_missed_is_found_in_the_store(m
         revoke._listeners.clear()
         async with with_store_reads(monkeypatch) as reads:
             assert not await _revoked_while_connecting(issuer, "fay", "fay", rejoin=True)
-        assert len(reads) == 2  # the handshake's check, and again at registration
+        # At registration the copy is not current: the store is asked (the handshake's
+        # own check was answered by whichever was current then).
+        assert 1 <= len(reads) <= 2
         async with with_store_reads(monkeypatch) as reads:  # no marker of gus
             assert await _revoked_while_connecting(issuer, "gus", "fay", rejoin=True)
-        assert len(reads) == 2
+        assert 1 <= len(reads) <= 2
 
 
 async def test_the_log_counts_only_revocations_since_the_check() -> None:

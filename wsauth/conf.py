@@ -88,6 +88,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_SOCKETS_PER_USER": None,  # open sockets per user on all processes; None: no limit
     "SOCKET_LEASE": 30,  # seconds a dead process's socket places outlive it (5 to 300)
     "IPV6_PREFIX": 64,  # IPv6 clients are counted by network: one host holds a /64
+    # Limits are counted in each process and synced with the store this often (seconds);
+    # 0: every check is one store request (exact, one round trip per handshake).
+    "LIMITS_SYNC_INTERVAL": 0.5,
     "MAX_MESSAGE_SIZE": 256 * 1024,  # bytes per frame on the authenticated base; else 4009
     "MESSAGE_RATE": "100/second",  # frames per socket (burst as large); else 4429
     "RATE_LIMIT_CACHE": None,  # Django cache alias; None: TICKET_CACHE
@@ -152,6 +155,7 @@ class Conf:
     rate_limit_cache: str
     trusted_proxies: tuple[str, ...]
     ipv6_prefix: int
+    limits_sync_interval: float
     allowed_origins: tuple[str, ...]
     require_origin: bool
     origins_refresh_interval: float
@@ -240,6 +244,7 @@ def _load() -> Conf:
         rate_limit_cache=str(raw["RATE_LIMIT_CACHE"] or raw["TICKET_CACHE"]),
         trusted_proxies=_as_tuple(raw["TRUSTED_PROXIES"]),
         ipv6_prefix=int(raw["IPV6_PREFIX"]),
+        limits_sync_interval=float(raw["LIMITS_SYNC_INTERVAL"] or 0),
         allowed_origins=_as_tuple(raw["ALLOWED_ORIGINS"]),
         require_origin=bool(raw["REQUIRE_ORIGIN"]),
         origins_refresh_interval=float(raw["ORIGINS_REFRESH_INTERVAL"]),

@@ -172,7 +172,43 @@ class _Listener:
         self.error: Exception | None = None
         #: since when this process receives every revocation (epoch seconds)
         self.joined_at = math.inf
+        #: This process's copy of the markers (unmade key: (revoked at, expires at)):
+        #: complete while ``current``, so a handshake asks memory, not the store.
+        self.markers: dict[str, tuple[float, float]] = {}
+        self.current = False
         self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def found(self, keys: Iterable[str]) -> dict[str, float]:
+        now = time.time()
+        hits = {}
+        for key in keys:
+            entry = self.markers.get(key)
+            if entry is not None and entry[1] > now:
+                hits[key] = entry[0]
+        return hits
+
+    def absorb(self, markers: dict[str, Any], ttl: float) -> None:
+        now = time.time()
+        for key, revoked_at in markers.items():
+            at = float(revoked_at)
+            self.markers[key] = (at, at + ttl)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "wsauth: revocation marker arrived %.1f ms after it was written",
+                    (now - at) * 1000,
+                )
+        if len(self.markers) > 10_000:  # drop the expired ones now and then
+            self.markers = {k: v for k, v in self.markers.items() if v[1] > now}
+
+    async def _bootstrap(self) -> None:
+        """Every marker in the store, read after joining the group: a marker written
+        before is in the store, one written after arrives by the group."""
+        markers = store.get("revocation")
+        prefix = markers.make_key(get_conf().revocation_key_prefix)
+        found = await markers.values_matching(prefix + "*")
+        unmade = len(markers.make_key(""))
+        self.markers = {}
+        self.absorb({k[unmade:]: v for k, v in found.items()}, get_conf().revocation_ttl)
 
     async def _run(self) -> None:
         delay = 0.5
@@ -181,6 +217,8 @@ class _Listener:
                 channel = await self.layer.new_channel()
                 await self.layer.group_add(BROADCAST_GROUP, channel)
                 self.joined_at = time.time()  # messages sent before it were not seen
+                await self._bootstrap()
+                self.current = True
                 self.error = None
                 self.ready.set()
                 delay, joined = 0.5, time.monotonic()
@@ -194,11 +232,14 @@ class _Listener:
                     except TimeoutError:
                         continue
                     if event.get("type") == EVENT:
+                        self.absorb(event.get("markers") or {}, get_conf().revocation_ttl)
                         await registry.deliver(event)
             except asyncio.CancelledError:
+                self.current = False
                 raise
             except Exception as exc:  # the layer is down: retry, with backoff
                 logger.error("wsauth: revocation listener failed, retrying: %s", exc)
+                self.current = False  # handshakes read the store meanwhile (fail closed)
                 self.error = exc
                 self.ready.set()  # wake the waiters: they refuse their sockets meanwhile
                 await asyncio.sleep(delay)
@@ -257,7 +298,7 @@ async def join(
     elif get_conf().revocation_check and user_pk is not None:
         keys = marker_keys(user_pk, claims)
         # A marker at or after ``since`` is a revocation the handshake could not see.
-        judge(await read_markers(keys), keys, since)
+        judge(await found_markers(keys), keys, since)
 
 
 def leave(member: Member, groups: tuple[str, ...]) -> None:
@@ -271,11 +312,13 @@ def _key(kind: str, *parts: Any) -> str:
     return f"{get_conf().revocation_key_prefix}{kind}:{_digest(*parts)}"
 
 
-async def _mark(kind: str, *parts: Any) -> float:
+async def _mark(kind: str, *parts: Any) -> dict[str, float]:
+    """Write a marker; ``{its key: when}``, for the broadcast."""
     now = time.time()
     markers = store.get("revocation")
-    await markers.set(markers.make_key(_key(kind, *parts)), repr(now), get_conf().revocation_ttl)
-    return now
+    key = _key(kind, *parts)
+    await markers.set(markers.make_key(key), repr(now), get_conf().revocation_ttl)
+    return {key: now}
 
 
 def marker_keys(user_pk: Any, claims: dict[str, Any] | None) -> dict[str, str]:
@@ -341,6 +384,23 @@ async def read_markers(keys: dict[str, str]) -> dict[str, Any]:
         ) from exc
 
 
+async def found_markers(keys: dict[str, str]) -> dict[str, Any]:
+    """The markers of ``keys`` that exist: from this process's copy while its listener is
+    current (no I/O), else from the store (``RevocationUnavailable`` if unreadable)."""
+    if not keys:
+        return {}
+    listener = _listeners.peek()
+    if listener is not None and listener.current:
+        return listener.found(keys)
+    return await read_markers(keys)
+
+
+def pushed() -> bool:
+    """Whether this process's markers are current (fed by the broadcast)."""
+    listener = _listeners.peek()
+    return listener is not None and listener.current
+
+
 async def settle(
     found: dict[str, Any], keys: dict[str, str], user_pk: Any, issued_at: float | None
 ) -> None:
@@ -356,14 +416,18 @@ async def check(user: Any, claims: dict[str, Any] | None, issued_at: float | Non
     if not get_conf().revocation_check:
         return
     keys = marker_keys(user.pk, claims)
-    await settle(await read_markers(keys), keys, user.pk, issued_at_of(claims, issued_at))
+    await settle(await found_markers(keys), keys, user.pk, issued_at_of(claims, issued_at))
 
 
 # -- revoking ---------------------------------------------------------------------------------
 
 
-async def _send(groups: list[str], reason: str) -> None:
-    event = {"type": EVENT, "groups": groups, "reason": reason}
+async def _send(groups: list[str], reason: str, markers: dict[str, float]) -> None:
+    """To every process: the sockets to close, and the markers to add to their copies."""
+    event = {"type": EVENT, "groups": groups, "reason": reason, "markers": markers}
+    listener = _listeners.peek()
+    if listener is not None:  # this process's copy at once, as every other's
+        listener.absorb(markers, get_conf().revocation_ttl)
     await registry.deliver(event)  # this process's sockets at once
     layer = get_channel_layer()
     if layer is None:
@@ -382,9 +446,9 @@ def _forget(user: Any = None, issuer: str | None = None, subject: str | None = N
 async def adisconnect_user(user: Any, *, reason: str = "revoked") -> None:
     """Close every socket of ``user`` on every process (4403) and refuse credentials
     issued before now."""
-    await _mark("user", user.pk)
+    marker = await _mark("user", user.pk)
     _forget(user)
-    await _send([user_group(user.pk)], reason)
+    await _send([user_group(user.pk)], reason, marker)
     logger.info("wsauth: revoked sockets of user pk=%s: %s", user.pk, reason)
     await sync_to_async(_signal)(user, None, None, None, reason)
 
@@ -407,11 +471,10 @@ async def adisconnect_subject(
     """Close every socket of the person ``(issuer, subject)`` and refuse their tokens
     issued before now. ``issuer`` defaults to ``WSAUTH["ISSUER"]``."""
     issuer = issuer or get_conf().issuer or ""
-    await _mark("sub", issuer, subject)
+    marker = await _mark("sub", issuer, subject)
     user = await sync_to_async(_user_for_subject)(issuer, subject)
     _forget(user, issuer, subject)
-    if user is not None:
-        await _send([user_group(user.pk)], reason)
+    await _send([user_group(user.pk)] if user is not None else [], reason, marker)
     logger.info("wsauth: revoked sockets of sub=%s: %s", subject, reason)
     await sync_to_async(_signal)(user, issuer, subject, None, reason)
 
@@ -424,9 +487,9 @@ async def adisconnect_session(sid: str, issuer: str | None = None, *, reason: st
     """Close the sockets whose token carried ``sid`` and refuse that session's tokens
     until the marker expires (``REVOCATION_TTL``)."""
     issuer = issuer or get_conf().issuer or ""
-    await _mark("sid", issuer, sid)
+    marker = await _mark("sid", issuer, sid)
     forget_verified(lambda t: t.claims.get("sid") == sid and t.issuer == issuer)
-    await _send([session_group(issuer, sid)], reason)
+    await _send([session_group(issuer, sid)], reason, marker)
     logger.info("wsauth: revoked sockets of an OpenID session: %s", reason)
     await sync_to_async(_signal)(None, issuer, None, sid, reason)
 

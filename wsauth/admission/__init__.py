@@ -19,6 +19,7 @@ from .. import revoke, store
 from ..conf import Conf, get_conf
 from ..errors import Limited, RevocationUnavailable, WSAuthError
 from ..loops import PerLoop
+from . import sync
 from .addresses import bucket, client_address
 from .places import SocketPlace, describe, keep, places_key, sockets_of
 from .policies import Rate, parse_rate, policies, user_tag
@@ -34,6 +35,8 @@ __all__ = [
     "parse_rate",
     "policies",
     "sockets_of",
+    "sync_now",
+    "user_tag",
 ]
 
 logger = logging.getLogger("wsauth")
@@ -94,20 +97,35 @@ def _store_down(exc: BaseException) -> None:
         logger.error("wsauth: the store is unavailable, limits not enforced: %s", exc)
 
 
+async def sync_now() -> None:
+    """Sync this process's counts and places with the store now, not at the next
+    interval (tests; before reading the registry for a page)."""
+    await sync.get().flush()
+
+
+async def _count(key: str, window: int) -> int | None:
+    """One hit on a counter (a key before the store's prefix): in memory, synced in
+    batches, or with ``LIMITS_SYNC_INTERVAL = 0`` one store request. None: the store is
+    down (limits fail open)."""
+    limits = store.get("limits")
+    made = limits.make_key(key)
+    if get_conf().limits_sync_interval > 0:
+        return sync.get().hit(made, window)
+    try:
+        return await limits.hit(made, window)
+    except Exception as exc:
+        _store_down(exc)
+        return None
+
+
 async def failed(attempt: Attempt, error: WSAuthError) -> WSAuthError:
     """Count a refusal against the client's address; the answer to send: ``error``, or
     ``Limited`` when the address is over its failure limit (then logged once per window)."""
     rules = policies(get_conf())
     if isinstance(error, Limited) or not error.charged or rules.failures is None:
         return error
-    limits = store.get("limits")
-    key, window = rules.failures.counter(attempt.bucket)
-    try:
-        count = await limits.hit(limits.make_key(key), window)
-    except Exception as exc:
-        _store_down(exc)
-        return error
-    limited = rules.failures.verdict(count, attempt.bucket)
+    count = await _count(*rules.failures.counter(attempt.bucket))
+    limited = None if count is None else rules.failures.verdict(count, attempt.bucket)
     if limited is None:
         return error
     if not limited.first:
@@ -121,14 +139,8 @@ async def admit_unverified(attempt: Attempt) -> None:
     rule = policies(get_conf()).handshakes
     if rule is None:
         return
-    limits = store.get("limits")
-    key, window = rule.counter(attempt.bucket)
-    try:
-        count = await limits.hit(limits.make_key(key), window)
-    except Exception as exc:
-        _store_down(exc)
-        return
-    limited = rule.verdict(count, attempt.bucket)
+    count = await _count(*rule.counter(attempt.bucket))
+    limited = None if count is None else rule.verdict(count, attempt.bucket)
     if limited is not None:
         raise limited
 
@@ -148,10 +160,9 @@ async def admit(
     conf = get_conf()
     rules = policies(conf)
     limits = store.get("limits")
-    tag = user_tag(user.pk)
     counter = None
     if rules.user_handshakes is not None:
-        key, window = rules.user_handshakes.counter(tag)
+        key, window = rules.user_handshakes.counter(user_tag(user.pk))
         counter = (limits.make_key(key), window)
     place = store.Place(
         limits.make_key(places_key(user.pk)),
@@ -160,17 +171,14 @@ async def admit(
         rules.sockets.limit,
     )
     markers = revoke.marker_keys(user.pk, claims) if conf.revocation_check else {}
-    together = bool(markers) and store.same("limits", "revocation")
-    made = {limits.make_key(k): k for k in markers} if together else {}
-    try:
-        answer = await limits.admit(counter, place, list(made))
-    except Exception as exc:
-        if together:  # revocation fails closed
-            raise RevocationUnavailable(
-                "revocation_store_unavailable", f"cannot check revocation: {exc}"
-            ) from exc
-        _store_down(exc)
-        answer = None
+    if conf.limits_sync_interval > 0:  # memory only: counted here, synced in batches
+        local = sync.get()
+        count = local.hit(*counter) if counter is not None else 0
+        taken_now, held = local.take(place.key, place.member, place.limit)
+        answer: store.Admission | None = store.Admission(count, taken_now, held, {})
+        found = await revoke.found_markers(markers)
+    else:
+        answer, found = await _admit_exact(limits, counter, place, markers)
     taken = SocketPlace(place.key, place.member) if answer is not None and answer.taken else None
     try:
         if answer is not None and rules.user_handshakes is not None:
@@ -178,10 +186,6 @@ async def admit(
             if limited is not None:
                 raise limited
         if markers:
-            if together:
-                found = {made[k]: v for k, v in answer.markers.items()} if answer else {}
-            else:
-                found = await revoke.read_markers(markers)
             await revoke.settle(found, markers, user.pk, revoke.issued_at_of(claims, issued_at))
         if answer is not None:
             limited = rules.sockets.verdict(answer.taken, answer.places, user.pk)
@@ -194,3 +198,29 @@ async def admit(
     if taken is not None:
         keep(taken)
     return taken
+
+
+async def _admit_exact(
+    limits: store.Store,
+    counter: tuple[str, int] | None,
+    place: store.Place,
+    markers: dict[str, str],
+) -> tuple[store.Admission | None, dict[str, Any]]:
+    """``LIMITS_SYNC_INTERVAL = 0``: the counter and the place in one store request, the
+    markers too when this process's copy is not current and they share the store."""
+    together = bool(markers) and not revoke.pushed() and store.same("limits", "revocation")
+    made = {limits.make_key(k): k for k in markers} if together else {}
+    try:
+        answer = await limits.admit(counter, place, list(made))
+    except Exception as exc:
+        if together:  # revocation fails closed
+            raise RevocationUnavailable(
+                "revocation_store_unavailable", f"cannot check revocation: {exc}"
+            ) from exc
+        _store_down(exc)
+        answer = None
+    if together:
+        found = {made[k]: v for k, v in answer.markers.items()} if answer else {}
+    else:
+        found = await revoke.found_markers(markers)
+    return answer, found

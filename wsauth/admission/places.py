@@ -24,6 +24,7 @@ from typing import Any
 from .. import store
 from ..conf import get_conf
 from ..loops import PerLoop
+from . import sync
 from .policies import user_tag
 
 logger = logging.getLogger("wsauth")
@@ -75,6 +76,9 @@ class SocketPlace:
 
     async def release(self) -> None:
         _keeper.get().forget(self)
+        if get_conf().limits_sync_interval > 0:  # with the next sync
+            sync.get().release(self.key, self.member)
+            return
         try:
             await store.get("limits").release(self.key, self.member)
         except Exception as exc:  # it lapses with its lease

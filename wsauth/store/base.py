@@ -63,6 +63,20 @@ class Store(ABC):
         """Count one in the window that opened at the key's first hit; the count."""
 
     @abstractmethod
+    async def sync(
+        self,
+        counters: Sequence[tuple[str, int, int]],
+        places: Mapping[str, tuple[Sequence[str], Sequence[str]]],
+        until: float,
+        lease: float,
+    ) -> tuple[list[tuple[int, float]], dict[str, int]]:
+        """One process's batch: add each counter's delta (key, delta, window; the window
+        opens at the key's first hit) and read back its total and the seconds its window
+        has left; apply each user's place changes (key: added members, leased until
+        ``until``; removed members) after dropping lapsed places, and read back how many
+        each user holds."""
+
+    @abstractmethod
     async def renew(self, places: Mapping[str, Sequence[str]], until: float, ttl: int) -> None:
         """Extend the leases of ``places`` (key: members) to epoch ``until``."""
 
@@ -83,6 +97,11 @@ class Store(ABC):
     @abstractmethod
     async def get_many(self, keys: Sequence[str]) -> dict[str, str]:
         """The values present, read from the primary."""
+
+    @abstractmethod
+    async def values_matching(self, pattern: str) -> dict[str, str]:
+        """Every key matching the glob ``pattern`` (on every node), with its value: for a
+        process's bootstrap, never on a handshake."""
 
     @abstractmethod
     def add_sync(self, key: str, ttl: int) -> bool:

@@ -6,6 +6,7 @@ Same semantics as the Redis store; other processes see nothing of it, which
 
 from __future__ import annotations
 
+import fnmatch
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -70,6 +71,33 @@ class LocalStore(Store):
         with self._lock:
             return self._hit(key, window, now)
 
+    async def sync(
+        self,
+        counters: Sequence[tuple[str, int, int]],
+        places: Mapping[str, tuple[Sequence[str], Sequence[str]]],
+        until: float,
+        lease: float,
+    ) -> tuple[list[tuple[int, float]], dict[str, int]]:
+        now = time.time()
+        totals: list[tuple[int, float]] = []
+        held: dict[str, int] = {}
+        with self._lock:
+            for key, delta, window in counters:
+                expires, count = self._counters.get(key, (0.0, 0))
+                if expires <= now:
+                    expires, count = now + window, 0
+                self._counters[key] = (expires, count + delta)
+                totals.append((count + delta, expires - now))
+            for key, (adds, removes) in places.items():
+                members = {m: end for m, end in self._places.get(key, {}).items() if end > now}
+                for member in adds:
+                    members[member] = until
+                for member in removes:
+                    members.pop(member, None)
+                self._places[key] = members
+                held[key] = len(members)
+        return totals, held
+
     async def renew(self, places: Mapping[str, Sequence[str]], until: float, ttl: int) -> None:
         with self._lock:
             for key, members in places.items():
@@ -107,6 +135,15 @@ class LocalStore(Store):
         now = time.time()
         with self._lock:
             return {k: v for k in keys if (v := self._get(k, now)) is not None}
+
+    async def values_matching(self, pattern: str) -> dict[str, str]:
+        now = time.time()
+        with self._lock:
+            return {
+                k: v
+                for k, (expires, v) in self._values.items()
+                if expires > now and fnmatch.fnmatchcase(k, pattern)
+            }
 
     def add_sync(self, key: str, ttl: int) -> bool:
         now = time.time()

@@ -122,6 +122,42 @@ class RedisStore(Store):
         _, _, hit = self._clients.get()
         return int(await hit(keys=[key], args=[window]))
 
+    async def sync(
+        self,
+        counters: Sequence[tuple[str, int, int]],
+        places: Mapping[str, tuple[Sequence[str], Sequence[str]]],
+        until: float,
+        lease: float,
+    ) -> tuple[list[tuple[int, float]], dict[str, int]]:
+        # Plain commands in one pipeline: a Cluster's pipeline sends one request per node.
+        pipe = self.client.pipeline(transaction=False)
+        for key, delta, window in counters:
+            pipe.incrby(key, delta)
+            pipe.expire(key, window, nx=True)
+            pipe.pttl(key)
+        now = time.time()
+        shape = []
+        for key, (adds, removes) in places.items():
+            pipe.zremrangebyscore(key, "-inf", repr(now))
+            if adds:
+                pipe.zadd(key, dict.fromkeys(adds, until))
+            if removes:
+                pipe.zrem(key, *removes)
+            pipe.zcard(key)
+            pipe.expire(key, int(lease) + 1)
+            shape.append((key, 1 + bool(adds) + bool(removes)))
+        replies = await pipe.execute() if counters or places else []
+        totals = [
+            (int(replies[3 * i]), max(0.0, int(replies[3 * i + 2]) / 1000))
+            for i in range(len(counters))
+        ]
+        held: dict[str, int] = {}
+        at = 3 * len(counters)
+        for key, before in shape:
+            held[key] = int(replies[at + before])
+            at += before + 2
+        return totals, held
+
     async def renew(self, places: Mapping[str, Sequence[str]], until: float, ttl: int) -> None:
         items = list(places.items())
         for start in range(0, len(items), RENEW_CHUNK):
@@ -153,6 +189,13 @@ class RedisStore(Store):
             values = await client.mget(list(keys))
         return {k: _text(v) for k, v in zip(keys, values, strict=True) if v is not None}
 
+    async def values_matching(self, pattern: str) -> dict[str, str]:
+        keys = [_text(k) async for k in self.client.scan_iter(match=pattern, count=1000)]
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), 1000):
+            found.update(await self.get_many(keys[start : start + 1000]))
+        return found
+
     def add_sync(self, key: str, ttl: int) -> bool:
         return bool(self.sync_client().set(key, 1, nx=True, ex=max(1, int(ttl))))
 
@@ -160,13 +203,13 @@ class RedisStore(Store):
         # A client of its own: short timeouts, and RESP2, which every version answers.
         client = self.spec.sync_client(socket_timeout=2, socket_connect_timeout=2, protocol=2)
         try:
-            info = client.info("server")
+            if self.spec.kind == "cluster":  # {node: info}: the oldest node decides
+                nodes = client.info("server", target_nodes=client.ALL_NODES)
+                versions = [str(i["redis_version"]) for i in nodes.values()]
+                return min(versions, key=_version_key) if versions else None
+            return str(client.info("server")["redis_version"])
         finally:
             client.close()
-        if self.spec.kind == "cluster":  # {node: info}: the oldest node decides
-            versions = [str(i["redis_version"]) for i in info.values()] if info else []
-            return min(versions, key=_version_key) if versions else None
-        return str(info["redis_version"])
 
 
 def _admission(reply: Any, found: dict[str, str]) -> Admission:
