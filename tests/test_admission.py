@@ -236,11 +236,19 @@ async def test_limits_fail_open_and_revocation_fails_closed_when_the_store_is_do
         pk = 7
 
     attempt = admission.Attempt("192.0.2.9", "192.0.2.9", "/", None)
-    with TestIssuer().activate(RATE_LIMIT_CACHE="dead", REVOCATION_CACHE="default"):
+    with TestIssuer().activate(
+        RATE_LIMIT_CACHE="dead", REVOCATION_CACHE="default", LIMITS_SYNC_INTERVAL=0
+    ):
         assert store.get("limits") is not store.get("revocation")
         assert (
             await admission.admit(attempt, User(), None, None, method="x", expires_at=None) is None
         )
+    with TestIssuer().activate(RATE_LIMIT_CACHE="dead", REVOCATION_CACHE="default"):
+        # Batched: admitted on this process's own count; the sync fails and says so.
+        place = await admission.admit(attempt, User(), None, None, method="x", expires_at=None)
+        assert place is not None
+        await admission.sync_now()
+        await place.release()
     with TestIssuer().activate(TICKET_CACHE="dead"):
         with pytest.raises(revoke.Revoked) as info:
             await admission.admit(attempt, User(), None, None, method="x", expires_at=None)

@@ -22,13 +22,20 @@ class PerLoop(Generic[T]):
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T] = (
             weakref.WeakKeyDictionary()
         )
+        # The last loop asked about, and its value: a server has one loop, and a
+        # WeakKeyDictionary look-up makes a weak reference each time.
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], T] | None = None
 
     def get(self) -> T:
         """The running loop's instance, made now if it has none."""
         loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0]() is loop:
+            return last[1]
         value = self._by_loop.get(loop)
         if value is None:
             value = self._by_loop[loop] = self.factory()
+        self._last = (weakref.ref(loop), value)
         return value
 
     def peek(self) -> T | None:
@@ -37,11 +44,17 @@ class PerLoop(Generic[T]):
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return None
+        last = self._last
+        if last is not None and last[0]() is loop:
+            return last[1]
         return self._by_loop.get(loop)
 
     def replace(self, value: T) -> T:
-        self._by_loop[asyncio.get_running_loop()] = value
+        loop = asyncio.get_running_loop()
+        self._by_loop[loop] = value
+        self._last = (weakref.ref(loop), value)
         return value
 
     def clear(self) -> None:
         self._by_loop.clear()
+        self._last = None

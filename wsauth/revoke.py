@@ -38,7 +38,7 @@ from django.db import close_old_connections
 from django.dispatch import Signal
 
 from . import store, stores
-from .conf import get_conf
+from .conf import get_conf, on_reset
 from .errors import RevocationUnavailable, Revoked
 from .loops import PerLoop
 from .tokens import forget_verified
@@ -322,15 +322,31 @@ async def _mark(kind: str, *parts: Any) -> dict[str, float]:
 
 
 def marker_keys(user_pk: Any, claims: dict[str, Any] | None) -> dict[str, str]:
-    """The markers that could revoke this credential: ``{cache key: kind}``."""
-    keys: dict[str, str] = {_key("user", user_pk): "user"}
+    """The markers that could revoke this credential: ``{cache key: kind}`` (shared
+    between calls: read it, never change it)."""
+    iss = sub = sid = None
     if claims:
         iss, sub, sid = claims.get("iss"), claims.get("sub"), claims.get("sid")
-        if sub is not None:
-            keys[_key("sub", iss, sub)] = "sub"
-        if isinstance(sid, str) and sid:
-            keys[_key("sid", iss, sid)] = "sid"
+        if not (isinstance(sid, str) and sid):
+            sid = None
+    try:
+        return _marker_keys(user_pk, iss, sub, sid)
+    except TypeError:  # an unhashable claim: not worth a cache entry
+        return _marker_keys.__wrapped__(user_pk, iss, sub, sid)
+
+
+@functools.lru_cache(maxsize=8192)
+def _marker_keys(user_pk: Any, iss: Any, sub: Any, sid: str | None) -> dict[str, str]:
+    """Cached: three SHA-256 digests per handshake otherwise."""
+    keys: dict[str, str] = {_key("user", user_pk): "user"}
+    if sub is not None:
+        keys[_key("sub", iss, sub)] = "sub"
+    if sid is not None:
+        keys[_key("sid", iss, sid)] = "sid"
     return keys
+
+
+on_reset(_marker_keys.cache_clear)  # the key prefix is a setting
 
 
 def issued_at_of(claims: dict[str, Any] | None, issued_at: float | None) -> float | None:

@@ -160,17 +160,18 @@ async def admit(
     conf = get_conf()
     rules = policies(conf)
     limits = store.get("limits")
+    pk = user.pk
     counter = None
     if rules.user_handshakes is not None:
-        key, window = rules.user_handshakes.counter(user_tag(user.pk))
+        key, window = rules.user_handshakes.counter(user_tag(pk))
         counter = (limits.make_key(key), window)
     place = store.Place(
-        limits.make_key(places_key(user.pk)),
-        describe(user.pk, method, attempt.origin, attempt.path, expires_at),
+        limits.make_key(places_key(pk)),
+        describe(pk, method, attempt.origin, attempt.path, expires_at),
         conf.socket_lease,
         rules.sockets.limit,
     )
-    markers = revoke.marker_keys(user.pk, claims) if conf.revocation_check else {}
+    markers = revoke.marker_keys(pk, claims) if conf.revocation_check else {}
     if conf.limits_sync_interval > 0:  # memory only: counted here, synced in batches
         local = sync.get()
         count = local.hit(*counter) if counter is not None else 0
@@ -182,13 +183,13 @@ async def admit(
     taken = SocketPlace(place.key, place.member) if answer is not None and answer.taken else None
     try:
         if answer is not None and rules.user_handshakes is not None:
-            limited = rules.user_handshakes.verdict(answer.count, f"user pk={user.pk}")
+            limited = rules.user_handshakes.verdict(answer.count, f"user pk={pk}")
             if limited is not None:
                 raise limited
         if markers:
-            await revoke.settle(found, markers, user.pk, revoke.issued_at_of(claims, issued_at))
+            await revoke.settle(found, markers, pk, revoke.issued_at_of(claims, issued_at))
         if answer is not None:
-            limited = rules.sockets.verdict(answer.taken, answer.places, user.pk)
+            limited = rules.sockets.verdict(answer.taken, answer.places, pk)
             if limited is not None:
                 raise limited
     except BaseException:  # refused, a database fault, or the handshake's timeout

@@ -10,6 +10,7 @@ is counted by its network (``IPV6_PREFIX``, /64 by default): one host holds a /6
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from typing import Any
@@ -32,6 +33,7 @@ def _reset() -> None:
     _warned.clear()
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(value: str) -> Address | None:
     """An address, IPv4-mapped IPv6 taken as IPv4; None for anything else."""
     try:
@@ -102,8 +104,12 @@ def client_address(scope: dict[str, Any], conf: Conf) -> str:
 
 def bucket(address: str, conf: Conf) -> str:
     """What the address's limits count in: the address, or its IPv6 network."""
+    return _bucket(address, conf.ipv6_prefix)
+
+
+@functools.lru_cache(maxsize=4096)
+def _bucket(address: str, prefix: int) -> str:
     ip = parse(address)
-    if isinstance(ip, ipaddress.IPv6Address) and conf.ipv6_prefix < 128:
-        net = ipaddress.IPv6Network((ip, conf.ipv6_prefix), strict=False)
-        return str(net)
+    if isinstance(ip, ipaddress.IPv6Address) and prefix < 128:
+        return str(ipaddress.IPv6Network((ip, prefix), strict=False))
     return address

@@ -8,6 +8,7 @@ authenticate by their first frame); a verified credential is charged to its user
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,7 @@ def parse_rate(value: Any) -> tuple[int, float] | None:
     return None if rate is None else (rate.count, rate.seconds)
 
 
+@functools.lru_cache(maxsize=8192)
 def user_tag(pk: Any) -> str:
     """The hash tag of a user's keys: on a Cluster, one slot holds all of them."""
     return "{u" + hashlib.sha256(str(pk).encode()).hexdigest()[:16] + "}"

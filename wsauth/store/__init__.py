@@ -8,6 +8,7 @@ share one store object, so the admission can read their keys in one request.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Any
@@ -60,8 +61,8 @@ def _make(alias: str) -> Store:
         raw = get_conf().redis
         prefix = raw.get("KEY_PREFIX", "") if isinstance(raw, dict) else ""
         make_key = prefixer(str(prefix))
-    else:  # the cache's own key function: its KEY_PREFIX and VERSION
-        make_key = caches.create_connection(alias).make_key
+    else:  # the cache's own key function: its KEY_PREFIX and VERSION (cached: pure)
+        make_key = functools.lru_cache(maxsize=16384)(caches.create_connection(alias).make_key)
     if spec is None:
         return LocalStore(make_key)
     return RedisStore(spec, make_key)
