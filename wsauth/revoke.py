@@ -487,8 +487,10 @@ async def adisconnect_subject(
     """Close every socket of the person ``(issuer, subject)`` and refuse their tokens
     issued before now. ``issuer`` defaults to ``WSAUTH["ISSUER"]``."""
     issuer = issuer or get_conf().issuer or ""
-    marker = await _mark("sub", issuer, subject)
+    # The user first: between the marker's write and its broadcast nothing else runs,
+    # so other processes have it within milliseconds (test_hot_path_live.py).
     user = await sync_to_async(_user_for_subject)(issuer, subject)
+    marker = await _mark("sub", issuer, subject)
     _forget(user, issuer, subject)
     await _send([user_group(user.pk)] if user is not None else [], reason, marker)
     logger.info("wsauth: revoked sockets of sub=%s: %s", subject, reason)
