@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:
 
 from bench.context import Context, Options  # noqa: E402
 from bench.report import Results, machine, table  # noqa: E402
-from bench.servers import raise_fd_limit  # noqa: E402
+from bench.servers import raise_fd_limit, use_private_redis  # noqa: E402
 
 SECTIONS = ["tokens", "jwks", "handshakes", "messages", "memory", "scaleout"]
 ALIASES = {"scale-out": "scaleout", "handshake": "handshakes", "token": "tokens"}
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [s for s in SECTIONS if s in chosen]
 
     raise_fd_limit()
+    private = use_private_redis()
     options = Options(
         quick=args.quick,
         callgrind=args.callgrind,
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     finally:
         ctx.close()
+        if private is not None:
+            private.stop()
         results.meta["total_seconds"] = round(time.perf_counter() - started, 1)
         results.write(args.json)
     print()

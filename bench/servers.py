@@ -75,6 +75,83 @@ def raise_fd_limit(wanted: int = 65536) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+class PrivateRedis:
+    """A redis-server of the benchmark's own on a free loopback port: ``INFO
+    commandstats`` then counts this run's commands only (the machine's Redis on 6379 is
+    shared with tests and other runs). Stopped by PID."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="wsauth-bench-redis-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateRedis:
+        import redis
+
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(port=self.port, socket_timeout=1).ping()
+                return self
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def use_private_redis() -> PrivateRedis | None:
+    """Point the benchmark at a Redis of its own when ``redis-server`` is installed."""
+    global REDIS_URL
+    if shutil.which("redis-server") is None:
+        return None
+    private = PrivateRedis().start()
+    REDIS_URL = private.url
+    return private
+
+
+def commandstats() -> dict[str, int]:
+    """Calls per command so far on the benchmark's Redis."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
 def flush_redis() -> None:
     """Empty the benchmark's own Redis database (and only that one)."""
     import redis
