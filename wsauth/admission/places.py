@@ -46,7 +46,19 @@ def places_key(user_pk: Any) -> str:
     return f"wsauth:{user_tag(user_pk)}:sockets"
 
 
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_text = json.JSONEncoder(separators=(",", ":")).encode  # for strings only: the fast path
+
+
+def _json(value: Any) -> str:
+    if isinstance(value, str):
+        return str(_text(value))
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return str(_text(str(value)))
 
 
 def describe(
@@ -55,10 +67,9 @@ def describe(
     """A socket's member in its user's places: unique, and all the registry tells (a
     JSON object, written by hand: ``json.dumps`` of a dict was a tenth of admission)."""
     return (
-        f'{{"process":{_dumps(process_id())},"socket":{next(_counter)},'
-        f'"user":{_dumps(user_pk) if isinstance(user_pk, int) else _dumps(str(user_pk))},'
-        f'"method":{_dumps(method)},"origin":{_dumps(origin)},"path":{_dumps(path)},'
-        f'"since":{time.time():.3f},"expires_at":{_dumps(expires_at)}}}'
+        f'{{"process":{_json(process_id())},"socket":{next(_counter)},'
+        f'"user":{_json(user_pk)},"method":{_json(method)},"origin":{_json(origin)},'
+        f'"path":{_json(path)},"since":{time.time():.3f},"expires_at":{_json(expires_at)}}}'
     )
 
 

@@ -70,12 +70,20 @@ class RatePolicy:
 
     def __init__(self, rate: Rate) -> None:
         self.rate = rate
+        self._counters: dict[str, tuple[str, int]] = {}
 
     def key(self, subject: str) -> str:
         return f"wsauth:rl:{self.reason}:{{{subject}}}:{self.rate.window}"
 
     def counter(self, subject: str) -> tuple[str, int]:
-        return self.key(subject), self.rate.window
+        """``(key, window)``, remembered per subject (bounded: a flood of addresses
+        empties it rather than grows it)."""
+        found = self._counters.get(subject)
+        if found is None:
+            if len(self._counters) > 10_000:
+                self._counters.clear()
+            found = self._counters[subject] = (self.key(subject), self.rate.window)
+        return found
 
     def verdict(self, count: int, subject: str) -> Limited | None:
         if count <= self.rate.count:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Place:
     """A request for one of a user's socket places.
 
@@ -27,7 +27,7 @@ class Place:
     limit: int | None  # None: no limit, the place is only registered
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Admission:
     """The store's answer to ``admit``."""
 
