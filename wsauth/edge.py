@@ -40,6 +40,20 @@ DEFAULT_ADAPTERS = (
     "wsauth.contrib.hypercorn.HypercornAdapter",
 )
 
+#: The loggers of the servers in the README's table, whose records wsauth masks
+#: (``logutil.CredentialFilter``): uvicorn logs each handshake's query string.
+SERVER_LOGGERS = (
+    "uvicorn.error",
+    "uvicorn.access",
+    "hypercorn.error",
+    "hypercorn.access",
+    "gunicorn.error",
+    "gunicorn.access",
+    "daphne.server",
+    "daphne.ws_protocol",
+    "daphne.http_protocol",
+)
+
 #: How far from ``send`` the search for the server's connection goes, and how many
 #: objects it looks at: a few wrappers deep, never the whole heap.
 _MAX_DEPTH = 6

@@ -38,7 +38,7 @@ class UvicornAdapter(ServerAdapter):
         own = getattr(connection, "scope", None)
         if isinstance(own, dict) and own is not scope:
             forget_in_scope(own, prefix)
-        request = getattr(connection, "request", None)  # websockets' sans-I/O Request
+        request: Any = getattr(connection, "request", None)  # websockets' sans-I/O Request
         if _is(request, "websockets.http11", "Request"):
             _forget_in_headers(request.headers, prefix)
             if isinstance(request.path, str) and has_credential(request.path, prefix):
@@ -48,7 +48,7 @@ class UvicornAdapter(ServerAdapter):
         if isinstance(path, str) and has_credential(path, prefix):
             connection.path = uri_without(path)
         handshake = getattr(getattr(connection, "conn", None), "handshake", None)  # wsproto
-        event = getattr(handshake, "_initiating_request", None)
+        event: Any = getattr(handshake, "_initiating_request", None)
         if _is(event, "wsproto.events", "Request") and has_credential(event.target, prefix):
             object.__setattr__(event, "target", uri_without(event.target))  # a frozen event
 
