@@ -205,3 +205,31 @@ def test_no_credential_in_the_servers_log(live: Live) -> None:
     assert not leaked, f"{len(leaked)} credentials in clear in the {live.kind} log"
     assert not JWT.search(log), JWT.search(log)
     assert not TICKET.search(log), TICKET.search(log)
+
+
+def test_uvicorn_with_its_default_line_cap_refuses_large_tokens_and_says_why(
+    tmp_path: Path,
+) -> None:
+    """Run as plain ``uvicorn`` (no WEBSOCKETS_MAX_LINE_LENGTH), a token over about 8 KiB
+    gets HTTP 431 from websockets before wsauth sees it: wsauth says so, once, at the
+    first socket, naming the fix."""
+    issuer = Issuer().start()
+    server = AsgiServer("uvicorn", migrated_project_env(tmp_path, issuer), tmp_path / "u.log")
+    server.env.pop("WEBSOCKETS_MAX_LINE_LENGTH")
+    try:
+        server.start()
+        bare = len(issuer.token(pad=""))
+        big = issuer.token(pad="x" * ((9_000 - bare) * 3 // 4))
+        with pytest.raises(InvalidStatus) as refused:
+            connect(server.ws + "/ws/echo/", subprotocols=["chat", PREFIX + big])
+        assert refused.value.response.status_code == 431
+        with connect(server.ws + "/ws/echo/", subprotocols=["chat", PREFIX + issuer.token()]) as ws:
+            assert ws.recv(timeout=5).startswith("Hello")
+        deadline = time.monotonic() + 5
+        while "WEBSOCKETS_MAX_LINE_LENGTH=16384" not in server.log():
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.05)
+        assert server.log().count("tokens of more than about") == 1
+    finally:
+        server.stop()
+        issuer.stop()

@@ -80,6 +80,11 @@ class ServerAdapter:
     def forget(self, connection: Any, scope: dict[str, Any], prefix: str) -> None:
         raise NotImplementedError
 
+    def header_budget(self, connection: Any) -> tuple[int, str] | None:
+        """The largest ``Sec-WebSocket-Protocol`` header the server takes, and the knob
+        that raises it; None when it is fixed or unknown."""
+        return None
+
 
 # -- copies without the credential -------------------------------------------------------------
 
@@ -220,6 +225,7 @@ def find(send: Any, adapters: list[ServerAdapter]) -> tuple[ServerAdapter, Any] 
 
 _adapters: list[ServerAdapter] | None = None
 _warned: set[str] = set()
+_budget_checked: set[str] = set()
 
 
 def adapters(conf: Conf) -> list[ServerAdapter]:
@@ -236,6 +242,7 @@ def _drop_adapters() -> None:
     global _adapters
     _adapters = None
     _warned.clear()
+    _budget_checked.clear()
 
 
 def _warn_once(key: str, message: str, *args: Any) -> None:
@@ -286,4 +293,31 @@ def forget(scope: dict[str, Any], send: Any, conf: Conf) -> bool:
         return False
     adapter, connection = found
     adapter.forget(connection, scope, prefix)
+    if adapter.name not in _budget_checked:
+        _budget_checked.add(adapter.name)
+        _check_budget(adapter, connection, conf)
     return True
+
+
+#: Room a token offer needs beyond the token: the header's name, the prefix, an
+#: application protocol, and the rest of a browser's request where the limit is on all
+#: headers together.
+_HEADER_OVERHEAD = 1024
+
+
+def _check_budget(adapter: ServerAdapter, connection: Any, conf: Conf) -> None:
+    budget = adapter.header_budget(connection)
+    if budget is None:
+        return
+    limit, knob = budget
+    if limit < conf.max_token_size + _HEADER_OVERHEAD:
+        logger.warning(
+            "wsauth: this %s takes request headers of at most %d bytes: tokens of more "
+            "than about %d bytes get HTTP 431, while MAX_TOKEN_SIZE is %d. %s, or set "
+            "WSAUTH['MAX_TOKEN_SIZE'] lower (or use tickets for large tokens).",
+            adapter.name,
+            limit,
+            max(0, limit - _HEADER_OVERHEAD),
+            conf.max_token_size,
+            knob,
+        )

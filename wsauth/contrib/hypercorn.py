@@ -25,3 +25,9 @@ class HypercornAdapter(ServerAdapter):
         handshake = getattr(connection, "handshake", None)
         forget_in_scope({"headers": getattr(handshake, "headers", None)}, prefix)
         forget_in_scope({"subprotocols": getattr(handshake, "subprotocols", None)}, prefix)
+
+    def header_budget(self, connection: Any) -> tuple[int, str] | None:
+        size = getattr(getattr(connection, "config", None), "h11_max_incomplete_size", None)
+        if not isinstance(size, int):
+            return None
+        return size, "Raise h11_max_incomplete_size in hypercorn's configuration file"

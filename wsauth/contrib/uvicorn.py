@@ -52,6 +52,34 @@ class UvicornAdapter(ServerAdapter):
         if _is(event, "wsproto.events", "Request") and has_credential(event.target, prefix):
             object.__setattr__(event, "target", uri_without(event.target))  # a frozen event
 
+    def header_budget(self, connection: Any) -> tuple[int, str] | None:
+        """websockets caps one header line (8192 bytes unless its environment says
+        otherwise); under either, h11 caps all headers together (16 KiB)."""
+        budgets: list[tuple[int, str]] = []
+        if not _is(connection, "uvicorn.protocols.websockets.wsproto_impl", "WSProtocol"):
+            legacy = "uvicorn.protocols.websockets.websockets_impl"
+            module = (
+                "websockets.legacy.http"
+                if _is(connection, legacy, "WebSocketProtocol")
+                else ("websockets.http11")
+            )
+            line = getattr(sys.modules.get(module), "MAX_LINE_LENGTH", None)
+            if isinstance(line, int):
+                budgets.append(
+                    (line, "Start uvicorn with WEBSOCKETS_MAX_LINE_LENGTH=16384 in its environment")
+                )
+        config = getattr(connection, "config", None)
+        http = getattr(config, "http_protocol_class", None)
+        if getattr(http, "__name__", "") == "H11Protocol":
+            size = getattr(config, "h11_max_incomplete_event_size", None)
+            if size is None:
+                size = getattr(
+                    sys.modules.get("h11._connection"), "DEFAULT_MAX_INCOMPLETE_EVENT_SIZE", None
+                )
+            if isinstance(size, int):
+                budgets.append((size, "Start uvicorn with --h11-max-incomplete-event-size 32768"))
+        return min(budgets) if budgets else None
+
 
 def _is(obj: Any, module: str, name: str) -> bool:
     cls = getattr(sys.modules.get(module), name, None)
