@@ -95,11 +95,13 @@ def headers_without_token(headers: Any, prefix: str) -> list[tuple[bytes, bytes]
     out: list[tuple[bytes, bytes]] = []
     for name, value in headers:
         if name.lower() == b"sec-websocket-protocol" and marker in value:
-            value = b", ".join(
-                p.strip() for p in value.split(b",") if not p.strip().startswith(marker)
-            )
+            value = _offers_without(value, marker)
         out.append((name, value))
     return out
+
+
+def _offers_without(value: bytes, marker: bytes) -> bytes:
+    return b", ".join(p.strip() for p in value.split(b",") if not p.strip().startswith(marker))
 
 
 def query_without(query: str) -> str:
@@ -133,7 +135,7 @@ def forget_in_scope(scope: dict[str, Any], prefix: str) -> None:
         for i, header in enumerate(headers):
             name, value = header[0], header[1]
             if name.lower() == b"sec-websocket-protocol" and marker in value:
-                headers[i] = (name, b"")
+                headers[i] = (name, _offers_without(value, marker))
     drop_offers(scope.get("subprotocols"), prefix)
 
 
