@@ -125,6 +125,27 @@ async def test_no_adapter_applies_is_said_once(issuer, wsauth_settings, caplog) 
     assert len(said) == 1 and "Servers" in said[0]
 
 
+class Broken(Adapter):
+    name = "broken"
+
+    def forget(self, connection: Any, scope: dict[str, Any], prefix: str) -> None:
+        raise AttributeError("a server version it does not know")
+
+
+async def test_a_failing_adapter_keeps_the_socket_and_says_so(settings, caplog) -> None:
+    settings.WSAUTH = {**settings.WSAUTH, "SERVER_ADAPTERS": ["tests.test_edge.Broken"]}
+    wsauth_conf.reset()
+    scope = {"subprotocols": ["chat", PREFIX + "eyJ.a.b"], "query_string": b""}
+    with caplog.at_level(logging.WARNING, logger="wsauth"):
+        assert edge.forget(scope, Connection().send, wsauth_conf.get_conf()) is False
+    assert "the broken adapter failed (AttributeError" in caplog.text
+    settings.WSAUTH = {**settings.WSAUTH, "SERVER_ADAPTERS": ["tests.test_edge.Adapter"]}
+    wsauth_conf.reset()
+    assert edge.forget(scope, Connection().send, wsauth_conf.get_conf()) is True
+    assert scope["subprotocols"] == ["chat"]
+    wsauth_conf.reset()
+
+
 def test_server_log_records_are_masked() -> None:
     ticket = "T" * 43
     token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"

@@ -294,10 +294,21 @@ def forget(scope: dict[str, Any], send: Any, conf: Conf) -> bool:
             )
         return False
     adapter, connection = found
-    adapter.forget(connection, scope, prefix)
-    if adapter.name not in _budget_checked:
-        _budget_checked.add(adapter.name)
-        _check_budget(adapter, connection, conf)
+    try:
+        adapter.forget(connection, scope, prefix)
+        if adapter.name not in _budget_checked:
+            _budget_checked.add(adapter.name)
+            _check_budget(adapter, connection, conf)
+    except Exception as exc:  # a server version the adapter does not know: keep the socket
+        _warn_once(
+            f"failed:{adapter.name}",
+            "wsauth: the %s adapter failed (%s: %s): the server may keep the upgrade "
+            "request's credential for each socket's life.",
+            adapter.name,
+            type(exc).__name__,
+            exc,
+        )
+        return False
     return True
 
 
