@@ -182,6 +182,26 @@ def test_revocation_4403(live: Live) -> None:
         live.connect(subprotocols=["chat", PREFIX + token])
 
 
+def test_forwarded_for_by_default(live: Live) -> None:
+    """uvicorn (and its gunicorn workers) believe X-Forwarded-For from 127.0.0.1 by
+    default; Daphne and hypercorn do not. wsauth names either case once."""
+    with live.connect(
+        subprotocols=["chat", PREFIX + live.token()],
+        additional_headers={"X-Forwarded-For": "203.0.113.9"},
+    ) as ws:
+        assert ws.recv(timeout=5).startswith("Hello")
+    took = live.kind.startswith(("uvicorn", "gunicorn"))
+    expected = (
+        "the server took the client address from X-Forwarded-For"
+        if took
+        else "X-Forwarded-For from 127.0.0.1, which is not in WSAUTH['TRUSTED_PROXIES']"
+    )
+    deadline = time.monotonic() + 5
+    while expected not in live.server.log():
+        assert time.monotonic() < deadline, live.server.log()
+        time.sleep(0.05)
+
+
 def test_no_credential_in_the_servers_log(live: Live) -> None:
     """Last in the module: the failure modes too, then the whole log of this server."""
     good = live.token()
