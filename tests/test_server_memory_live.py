@@ -64,11 +64,16 @@ class Probed:
 
     def socket(self, path: str, token: str, subject: str) -> None:
         """Open a socket with ``chat`` and the token offered; check the token is gone."""
+        signature = token.rsplit(".", 1)[1]
         with connect(self.server.ws + path, subprotocols=["chat", PREFIX + token]) as ws:
             assert ws.recv(timeout=5).startswith("Hello")
-            ws.send("one frame")  # hypercorn's read loop holds the last bytes it read
+            # hypercorn's read loop holds the last bytes it read (a local of its
+            # coroutine) until the client's next frame replaces them.
+            [held] = self.holders(signature)
+            assert held == (["coroutine"] if self.kind == "hypercorn" else []), held
+            ws.send("one frame")
             assert "one frame" in ws.recv(timeout=5)
-            held_signature, held_subject = self.holders(token.rsplit(".", 1)[1], subject)
+            held_signature, held_subject = self.holders(signature, subject)
             assert held_subject  # the probe sees the socket's state: its claims are there
             assert held_signature == [], held_signature
             ws.send("still open")
