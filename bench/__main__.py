@@ -19,7 +19,7 @@ from bench.context import Context, Options  # noqa: E402
 from bench.report import Results, machine, table  # noqa: E402
 from bench.servers import raise_fd_limit, use_private_redis  # noqa: E402
 
-SECTIONS = ["tokens", "jwks", "handshakes", "messages", "memory", "scaleout"]
+SECTIONS = ["tokens", "jwks", "handshakes", "messages", "memory", "scaleout", "edge"]
 ALIASES = {"scale-out": "scaleout", "handshake": "handshakes", "token": "tokens"}
 
 

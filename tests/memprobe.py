@@ -1,11 +1,13 @@
-"""``python -m tests.memprobe [daphne arguments]``: Daphne's command line, plus a look at
-what the live process holds. On SIGUSR2 it reads strings, one a line, from
-``$WSAUTH_MEMPROBE.in``, looks for each inside every string and bytes object that any
-object tracked by the garbage collector refers to (dicts, lists, tuples, instances,
-frames: whatever keeps a str alive refers to it), directly or through untracked
-containers, and writes ``$WSAUTH_MEMPROBE.out``:
+"""A look at what a live server process holds: serve ``tests.memprobe_asgi:application``
+(the demo project's application) on any server. In every process that loads it, on SIGUSR2,
+it reads strings, one a line, from ``$WSAUTH_MEMPROBE.in``, looks for each inside every
+string and bytes object that any object tracked by the garbage collector refers to
+(dicts, lists, tuples, instances, frames: whatever keeps a str alive refers to it),
+directly or through untracked containers, and writes ``$WSAUTH_MEMPROBE.<pid>.out``:
 JSON, for each string, its holders: type names, for a dict the keys that hold it, and
-``tracked>untracked`` for a holder reached through an untracked container."""
+``tracked>untracked`` for a holder reached through an untracked container. Each such
+process appends its PID to ``$WSAUTH_MEMPROBE.pids`` (a server's workers load the
+application: hypercorn's worker process, gunicorn's two)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import gc
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +74,14 @@ def _probe(*_: Any) -> None:
     base = Path(os.environ["WSAUTH_MEMPROBE"])
     needles = base.with_suffix(".in").read_text().split()
     result = holders(needles)
-    out = base.with_suffix(".out")
-    out.with_suffix(".tmp").write_text(json.dumps(result))
-    out.with_suffix(".tmp").rename(out)
+    out = Path(f"{base}.{os.getpid()}.out")
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.rename(out)
 
 
-def main() -> None:
+def install() -> None:
+    """Answer SIGUSR2 in this process (tests/memprobe_asgi.py calls it on import)."""
     signal.signal(signal.SIGUSR2, _probe)
-    from daphne.cli import CommandLineInterface
-
-    sys.argv[0] = "daphne"
-    CommandLineInterface.entrypoint()
-
-
-if __name__ == "__main__":
-    main()
+    with open(f"{os.environ['WSAUTH_MEMPROBE']}.pids", "a") as pids:
+        pids.write(f"{os.getpid()}\n")

@@ -30,6 +30,20 @@ def test_default_test_settings_have_no_errors(settings):
     assert ids(settings) == set()
 
 
+def test_server_adapters(settings):
+    assert "wsauth.E019" in ids(settings, SERVER_ADAPTERS=["wsauth.contrib.nowhere.Adapter"])
+    assert "wsauth.E019" in ids(settings, SERVER_ADAPTERS=["wsauth.edge.ServerEdge"])
+    assert "wsauth.W004" in ids(settings, SERVER_ADAPTERS=[])
+    assert not {"wsauth.E019", "wsauth.W004"} & ids(
+        settings, SERVER_ADAPTERS=["wsauth.contrib.uvicorn.UvicornAdapter"]
+    )
+    settings.WSAUTH = {**settings.WSAUTH, "SERVER_ADAPTERS": ["wsauth.edge.ServerEdge"]}
+    wsauth_conf.reset()
+    [error] = [e for e in check_settings() if e.id == "wsauth.E019"]
+    assert "not a wsauth.edge.ServerAdapter subclass" in error.msg
+    assert "wsauth.contrib.daphne.DaphneAdapter" in error.hint
+
+
 def test_missing_issuer(settings):
     assert "wsauth.E002" in ids(settings, ISSUER=None)
 

@@ -117,6 +117,27 @@ def test_subprotocol_method(harness):
     page.close()
 
 
+DEFAULTS = """async ([url, protocols]) => {
+  const {connect} = await import("/static/wsauth/wsauth.js");
+  const options = {getToken: () => window.mintToken()};
+  if (protocols !== null) options.protocols = protocols;
+  return await new Promise((resolve) => {
+    const conn = connect(url, {...options, onMessage: (d) => resolve([conn.socket.protocol, d])});
+  });
+}"""
+
+
+@pytest.mark.parametrize("protocols", [None, []])
+def test_an_application_protocol_is_offered_by_default(harness, protocols):
+    # With no protocols (or none), the token is never the selected subprotocol.
+    page = harness.browser.new_page()
+    page.expose_function("mintToken", lambda: harness.issuer.token(name="Default"))
+    page.goto(harness.server.http + "/")
+    selected, greeting = page.evaluate(DEFAULTS, [harness.server.ws + "/ws/echo/", protocols])
+    assert (selected, greeting) == ("wsauth", "Hello Default")
+    page.close()
+
+
 def test_ticket_method(harness):
     page = run(harness, lambda n: harness.issuer.token(name="Tick"), method="ticket")
     wait_for(page, lambda s: ["msg", "Hello Tick"] in s)

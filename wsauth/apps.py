@@ -17,8 +17,11 @@ class WSAuthConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save, pre_save
 
         from . import checks  # noqa: F401  (registers the system checks)
+        from .edge import SERVER_LOGGERS
+        from .logutil import filter_server_logs
         from .users import forget_user
 
+        filter_server_logs(SERVER_LOGGERS)  # no credential in any server's own log lines
         user_model = get_user_model()
 
         def _forget(sender: Any, instance: Any, **kwargs: Any) -> None:

@@ -162,7 +162,46 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="wsauth.E018",
             )
         )
+    errors.extend(_check_server_adapters(conf))
     errors.extend(_check_stores(conf))
+    return errors
+
+
+def _check_server_adapters(conf: Any) -> list[Any]:
+    from django.utils.module_loading import import_string
+
+    from .edge import DEFAULT_ADAPTERS, ServerAdapter
+
+    if conf.server_adapters is None:
+        return []
+    if not conf.server_adapters:
+        return [
+            Warning(
+                "WSAUTH['SERVER_ADAPTERS'] is empty: every server keeps the upgrade "
+                "request's token or ticket for each socket's life.",
+                hint="Remove SERVER_ADAPTERS to use the built-in adapters "
+                f"({', '.join(DEFAULT_ADAPTERS)}).",
+                id="wsauth.W004",
+            )
+        ]
+    errors: list[Any] = []
+    for path in conf.server_adapters:
+        try:
+            adapter = import_string(path)
+        except ImportError as exc:
+            problem = f"cannot be imported ({exc})"
+        else:
+            if isinstance(adapter, type) and issubclass(adapter, ServerAdapter):
+                continue
+            problem = "is not a wsauth.edge.ServerAdapter subclass"
+        errors.append(
+            Error(
+                f"WSAUTH['SERVER_ADAPTERS'] entry {path!r} {problem}.",
+                hint="List dotted paths of ServerAdapter subclasses, e.g. "
+                f"{DEFAULT_ADAPTERS[0]!r}, or remove the setting for the built-in ones.",
+                id="wsauth.E019",
+            )
+        )
     return errors
 
 

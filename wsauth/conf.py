@@ -103,6 +103,9 @@ DEFAULTS: dict[str, Any] = {
     "USER_BACKEND": "wsauth.backends.OIDCBackend",
     "CREATE_USERS": None,  # fallback OIDC_CREATE_USER, else True
     "USER_CACHE_TTL": 60,  # seconds
+    # Servers: adapters that take the credential out of the server's copies of the upgrade
+    # request once the socket is accepted (wsauth.edge); None: every built-in one
+    "SERVER_ADAPTERS": None,
 }
 
 
@@ -162,6 +165,7 @@ class Conf:
     user_backend: str
     create_users: bool
     user_cache_ttl: float
+    server_adapters: tuple[str, ...] | None
     raw: dict[str, Any] = field(repr=False, compare=False)
 
 
@@ -251,6 +255,9 @@ def _load() -> Conf:
         user_backend=str(raw["USER_BACKEND"]),
         create_users=bool(create_users),
         user_cache_ttl=float(raw["USER_CACHE_TTL"]),
+        server_adapters=(
+            None if raw["SERVER_ADAPTERS"] is None else _as_tuple(raw["SERVER_ADAPTERS"])
+        ),
         raw=raw,
     )
 

@@ -17,14 +17,13 @@ from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
 from django.utils.module_loading import import_string
 
-from . import admission, close_codes, revoke
+from . import admission, close_codes, edge, revoke
 from .authenticators import BaseAuthenticator, Handshake, Identity
 from .conf import Conf, get_conf, on_reset
 from .errors import Limited, Refused, Unavailable, WSAuthError
 from .logutil import mask
 from .origins import gate
 from .routing import wants_first_message_auth
-from .serverstate import forget_credentials, strip_token
 
 logger = logging.getLogger("wsauth")
 
@@ -103,13 +102,18 @@ async def authenticate(
 
 class _SelectingSend:
     """The ``send`` the application gets: only an offered application protocol may be
-    selected, otherwise ours. An unoffered one makes Daphne hang, none makes Chromium
-    fail the handshake. (A slotted object: it lives as long as the socket.)"""
+    selected, otherwise ours. An unoffered one makes a server hang (Daphne) or fail
+    (wsproto, hypercorn), none makes Chromium fail the handshake. Once the accept is
+    sent, the server's adapter (``edge``) forgets the credential the server keeps.
+    (A slotted object: it lives as long as the socket.)"""
 
-    __slots__ = ("chosen", "offered", "send")
+    __slots__ = ("chosen", "offered", "send", "server_scope")
 
-    def __init__(self, send: Any, offered: list[str], chosen: str | None) -> None:
+    def __init__(
+        self, send: Any, offered: list[str], chosen: str | None, server_scope: Any
+    ) -> None:
         self.send, self.offered, self.chosen = send, offered, chosen
+        self.server_scope = server_scope  # the server's own, until the accept is answered
 
     async def __call__(self, message: dict[str, Any]) -> None:
         if message["type"] != "websocket.accept":
@@ -118,8 +122,9 @@ class _SelectingSend:
         if asked not in self.offered and asked != self.chosen:  # (no copy to keep)
             message = {**message, "subprotocol": self.chosen}
         await self.send(message)
-        # Answered: the server's copies of the request need the credential no more.
-        forget_credentials(self.send, get_conf().subprotocol_prefix)
+        scope, self.server_scope = self.server_scope, None
+        if scope is not None:
+            edge.forget(scope, self.send, get_conf())
 
 
 class WSAuthMiddleware(BaseMiddleware):
@@ -195,7 +200,7 @@ class WSAuthMiddleware(BaseMiddleware):
             return None
         return (
             self._scope(scope, conf, handshake, identity, checked_at, attempt),
-            _selecting(send, handshake),
+            _selecting(send, handshake, scope),
             place,
         )
 
@@ -208,11 +213,16 @@ class WSAuthMiddleware(BaseMiddleware):
         checked_at: float,
         attempt: admission.Attempt,
     ) -> dict[str, Any]:
-        """The inner application's scope: the user and the socket's auth record."""
-        if handshake.token_protocol is not None:
-            strip_token(scope, conf.subprotocol_prefix, handshake.app_protocols)
+        """The inner application's scope, wsauth's own copy (the server's is left as it
+        came: wsproto and hypercorn check the selected subprotocol against their lists):
+        the offers and ``Sec-WebSocket-Protocol`` without the token, the user and the
+        socket's auth record."""
         scope = dict(scope)
         scope["subprotocols"] = handshake.app_protocols  # offers as parsed (blanks dropped)
+        if handshake.token_protocol is not None:
+            scope["headers"] = edge.headers_without_token(
+                scope.get("headers") or (), conf.subprotocol_prefix
+            )
         scope["user"] = identity.user
         scope["wsauth"] = {
             "method": identity.method,
@@ -261,9 +271,9 @@ def _chosen(handshake: Handshake) -> str | None:
     return handshake.app_protocols[0] if handshake.app_protocols else handshake.token_protocol
 
 
-def _selecting(send: Any, handshake: Handshake) -> _SelectingSend:
-    # The offers' list is the scope's own (no copy for the socket's life).
-    return _SelectingSend(send, handshake.app_protocols, _chosen(handshake))
+def _selecting(send: Any, handshake: Handshake, server_scope: Any) -> _SelectingSend:
+    # The offers' list is the inner scope's own (no copy for the socket's life).
+    return _SelectingSend(send, handshake.app_protocols, _chosen(handshake), server_scope)
 
 
 def WSAuthMiddlewareStack(inner: Any) -> WSAuthMiddleware:

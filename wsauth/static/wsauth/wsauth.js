@@ -4,6 +4,7 @@
 //   const conn = connect("wss://chat.example.com/ws/chat/lobby/", {
 //     method: "subprotocol",            // or "ticket", or "message" (first-message auth)
 //     protocols: ["chat"],              // application protocols, offered before the token
+//                                       // (default ["wsauth"]: the token is never selected)
 //     getToken: async () => accessToken, // fresh access token (connect and refresh)
 //     onMessage: (data) => ...,         // application frames only, never wsauth.* frames
 //     onStateChange: (state, detail) => ..., // "connecting" | "open" | "closed" | "stopped"
@@ -21,10 +22,15 @@ export const CLOSE_CODES = {
   EXPIRED: 4001, INVALID: 4401, FORBIDDEN: 4403, AUTH_TIMEOUT: 4408, RATE_LIMITED: 4429,
 };
 
+// Offered when the page names no application protocol: the server then selects it, so
+// the token is never the selected subprotocol (echoed in the answer, kept by the server
+// as the socket's protocol, and refused by servers that check the selection).
+export const DEFAULT_PROTOCOL = "wsauth";
+
 export function connect(url, options = {}) {
   const opts = {
     method: "subprotocol",
-    protocols: [],
+    protocols: [DEFAULT_PROTOCOL],
     getToken: null,
     ticketUrl: "/wsauth/ticket/",
     csrfToken: null,          // sent as X-CSRFToken when the ticket is bought with a session
@@ -83,7 +89,8 @@ export function connect(url, options = {}) {
       } else if (opts.method === "message") {
         ws = new opts.WebSocket(url, opts.protocols);
       } else {
-        ws = new opts.WebSocket(url, [...opts.protocols, opts.subprotocolPrefix + (await token())]);
+        const offered = opts.protocols.length ? opts.protocols : [DEFAULT_PROTOCOL];
+        ws = new opts.WebSocket(url, [...offered, opts.subprotocolPrefix + (await token())]);
       }
     } catch (error) {
       if (error.stop) {
