@@ -162,8 +162,33 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="wsauth.E018",
             )
         )
+    errors.extend(_check_metrics(raw.get("METRICS")))
     errors.extend(_check_stores(conf))
     return errors
+
+
+def _check_metrics(value: Any) -> list[Any]:
+    from . import metrics
+
+    if value not in (None, True, False):
+        return [
+            Error(
+                f"WSAUTH['METRICS'] is {value!r}.",
+                hint="Use None (the default: on when prometheus_client is installed), True "
+                "(required) or False (off).",
+                id="wsauth.E020",
+            )
+        ]
+    if value is True and not metrics.available():
+        return [
+            Error(
+                "WSAUTH['METRICS'] is True but prometheus_client is not installed.",
+                hint="pip install 'django-wsauth[metrics]', or set WSAUTH['METRICS'] to None "
+                "(metrics when installed) or False.",
+                id="wsauth.E019",
+            )
+        ]
+    return []
 
 
 def _store_aliases(conf: Any) -> dict[str, str]:

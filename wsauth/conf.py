@@ -100,6 +100,8 @@ DEFAULTS: dict[str, Any] = {
     "USER_BACKEND": "wsauth.backends.OIDCBackend",
     "CREATE_USERS": None,  # fallback OIDC_CREATE_USER, else True
     "USER_CACHE_TTL": 60,  # seconds
+    # Operations
+    "METRICS": None,  # Prometheus metrics: None: on when prometheus_client is installed
 }
 
 
@@ -158,6 +160,7 @@ class Conf:
     user_backend: str
     create_users: bool
     user_cache_ttl: float
+    metrics: bool | None
     raw: dict[str, Any] = field(repr=False, compare=False)
 
 
@@ -246,6 +249,7 @@ def _load() -> Conf:
         user_backend=str(raw["USER_BACKEND"]),
         create_users=bool(create_users),
         user_cache_ttl=float(raw["USER_CACHE_TTL"]),
+        metrics=raw["METRICS"] if raw["METRICS"] in (None, True, False) else None,
         raw=raw,
     )
 
