@@ -309,6 +309,8 @@ class WSAuthMiddleware(BaseMiddleware):
         """The one place a refusal is answered: 4429 for a limit (back off, logged once per
         window), else 403 with the reason in the log; counted, and signalled."""
         method = method or _method_of(scope, get_conf())
+        if attempt.origin is None:  # refused before the handshake's parse was kept
+            attempt.origin = _origin_of(scope)
         limited = isinstance(error, Limited)
         metrics.handshake(_outcome(error), error.reason, method)
         if limited:
@@ -346,6 +348,11 @@ def _method_of(scope: dict[str, Any], conf: Conf) -> str:
     if "ticket" in handshake.query:
         return "ticket"
     return "query" if "access_token" in handshake.query else "none"
+
+
+def _origin_of(scope: dict[str, Any]) -> str | None:
+    origins = [v for k, v in scope.get("headers") or () if k.lower() == b"origin"]
+    return origins[0].decode("latin-1") if len(origins) == 1 else None
 
 
 async def _refused_signal(
