@@ -124,7 +124,7 @@ class LiveConnectionsAdmin(admin.ModelAdmin):
             "users": len({str(s.get("user")) for s in sockets}),
             "processes": len({s.get("process") for s in sockets}),
         }
-        sockets.sort(key=lambda s: s.get("since") or 0, reverse=True)  # newest first
+        sockets.sort(key=_newest, reverse=True)
         page = Paginator(sockets, self.per_page).get_page(request.GET.get("p"))
         shown = {s.get("user") for s in page.object_list} - {None}
         found = users._default_manager.in_bulk(shown)
@@ -196,6 +196,15 @@ class LiveConnectionsAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(back)
         self.message_user(request, done)
         return HttpResponseRedirect(back)
+
+
+def _newest(socket: dict[str, Any]) -> tuple[float, str, int]:
+    number = socket.get("socket")
+    return (
+        socket.get("since") or 0,
+        str(socket.get("process")),
+        number if isinstance(number, int) else 0,
+    )
 
 
 def _when(epoch: Any) -> datetime.datetime | None:
