@@ -288,7 +288,10 @@ RELOAD = "subprotocol-origins-reloaded"
 #: off (``METRICS: False``); "subprotocol" has them on when prometheus_client is installed.
 METRICS_OFF = "subprotocol-metrics-off"
 #: Callgrind-only variants: their WSAUTH settings and the credentials they use.
-EXTRA: dict[str, dict[str, Any]] = {RELOAD: {"ORIGINS_REFRESH_INTERVAL": 0}, METRICS_OFF: {"METRICS": False}}
+EXTRA: dict[str, dict[str, Any]] = {
+    RELOAD: {"ORIGINS_REFRESH_INTERVAL": 0},
+    METRICS_OFF: {"METRICS": False},
+}
 
 
 async def run_callgrind(ctx: Context, creds: Credentials, seq_rate: float) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -87,6 +88,23 @@ def attempt(server: DaphneServer, token: str, headers: dict[str, str] | None = N
         return closed.rcvd.code
     except InvalidStatus as exc:
         return exc.response.status_code
+
+
+def wait_for_places(count: int, timeout: float = 3.0) -> bool:
+    """Until the registry holds ``count`` live places (every user's, in the test's DB)."""
+    client = redis.Redis.from_url(REDIS_URL)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            held = sum(
+                client.zcount(key, f"({time.time()}", "+inf")
+                for key in client.scan_iter(match="*:sockets")
+            )
+            if held == count or time.monotonic() > deadline:
+                return held == count
+            time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def test_user_handshake_rate_limited_and_logged_once(stack: Stack) -> None:
@@ -229,7 +247,10 @@ def test_a_killed_processs_places_lapse_within_one_lease(stack: Stack) -> None:
         while (result := attempt(b, token)) != "ok":
             assert time.monotonic() < deadline, f"a's place did not lapse: {result}"
             time.sleep(0.2)
+        # The client's close completes before b's application gives the place back.
+        assert wait_for_places(1), "the closed socket's place was not given back"
         assert attempt(b, token) == "ok"  # closed again: b's own socket still holds one
+        assert wait_for_places(1)
         with connect(b.ws + "/ws/echo/", subprotocols=["chat", PREFIX + token]) as extra:
             hello(extra)
             assert attempt(b, token) == 4429  # b's renewed place and this one: two

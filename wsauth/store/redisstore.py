@@ -181,10 +181,14 @@ class RedisStore(Store):
         # A client of its own: short timeouts, and RESP2, which every version answers.
         client = self.spec.sync_client(socket_timeout=2, socket_connect_timeout=2, protocol=2)
         try:
-            info = client.info("server")
+            if self.spec.kind == "cluster":  # every primary (redis-py 8 asks one by default)
+                info = client.info("server", target_nodes=client.PRIMARIES)
+            else:
+                info = client.info("server")
         finally:
             client.close()
-        if self.spec.kind == "cluster":  # {node: info}: the oldest node decides
+        if self.spec.kind == "cluster" and "redis_version" not in info:
+            # {node: info}: the oldest node decides (one primary: its info alone)
             versions = [str(i["redis_version"]) for i in info.values()] if info else []
             return min(versions, key=_version_key) if versions else None
         return str(info["redis_version"])
