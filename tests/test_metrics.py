@@ -375,3 +375,21 @@ def test_labels_stay_bounded() -> None:
         "le",
     }
     assert len(families) >= 15
+
+
+def test_django_prometheus_namespace_prefixes_the_names(settings) -> None:
+    settings.PROMETHEUS_METRIC_NAMESPACE = "myproject"
+    registry = prometheus_client.CollectorRegistry()
+    built = metrics.Metrics(registry)
+    built.handshake("accepted", "ok", "ticket")
+    text = prometheus_client.generate_latest(registry).decode()
+    assert 'myproject_wsauth_handshakes_total{method="ticket"' in text
+    assert "# TYPE myproject_wsauth_deployment_sockets gauge" in text
+
+
+def test_multiprocess_mode_serves_the_collected_files(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    response = metrics.metrics_view(RequestFactory().get("/metrics"))
+    assert response.status_code == 200
+    # Only what the workers' files hold: the gauges read when scraped are not among them.
+    assert b"wsauth_deployment_sockets" not in response.content
