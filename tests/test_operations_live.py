@@ -21,6 +21,7 @@ from tests.daphne import REDIS_URL, DaphneServer, flush_redis, manage, migrated_
 from tests.issuer import Issuer
 
 PREFIX = "authorization_bearer_"
+pytestmark = pytest.mark.filterwarnings("ignore:connect\\(\\) must be used:DeprecationWarning")
 
 
 class Stack:
