@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--callgrind-handshakes", type=int, default=100, metavar="N")
     parser.add_argument(
+        "--callgrind-variants",
+        metavar="A,B",
+        help="count only these handshake variants under callgrind (e.g. "
+        "subprotocol,subprotocol-metrics-off: the metrics' cost alone)",
+    )
+    parser.add_argument(
         "--tracemalloc",
         action="store_true",
         help="also attribute memory per socket to source lines, wsauth against bare",
@@ -64,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick,
         callgrind=args.callgrind,
         callgrind_handshakes=args.callgrind_handshakes,
+        callgrind_variants=tuple(args.callgrind_variants.split(","))
+        if args.callgrind_variants
+        else None,
         tracemalloc=args.tracemalloc,
     )
     results = Results(meta={**machine(), "sections": chosen, "quick": args.quick})

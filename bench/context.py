@@ -27,6 +27,8 @@ class Options:
     quick: bool = False
     callgrind: bool = False
     callgrind_handshakes: int = 100
+    #: Only these callgrind variants (None: all), e.g. the metrics pair on its own.
+    callgrind_variants: tuple[str, ...] | None = None
     tracemalloc: bool = False
 
 

@@ -318,6 +318,14 @@ async def retried(attempt: Any, attempts: int = 5) -> Any:
 #: A variant counted only under callgrind: the subprotocol handshake with the allowed
 #: origins reloaded from the database on every handshake (the difference is one reload).
 RELOAD = "subprotocol-origins-reloaded"
+#: Counted only under callgrind: the subprotocol handshake with the Prometheus metrics
+#: off (``METRICS: False``); "subprotocol" has them on when prometheus_client is installed.
+METRICS_OFF = "subprotocol-metrics-off"
+#: Callgrind-only variants: their WSAUTH settings and the credentials they use.
+EXTRA: dict[str, dict[str, Any]] = {
+    RELOAD: {"ORIGINS_REFRESH_INTERVAL": 0},
+    METRICS_OFF: {"METRICS": False},
+}
 
 
 async def run_callgrind(ctx: Context, creds: Credentials, seq_rate: float) -> None:
@@ -327,12 +335,15 @@ async def run_callgrind(ctx: Context, creds: Credentials, seq_rate: float) -> No
     n = ctx.options.callgrind_handshakes
     apps = {v: APP_OF.get(SERVER_OF[v], SERVER_OF[v]) for v in VARIANTS}
     del apps["subprotocol-new-token"]
-    apps[RELOAD] = "wsauth"
+    apps[RELOAD] = apps[METRICS_OFF] = "wsauth"
+    wanted = ctx.options.callgrind_variants
+    if wanted:
+        apps = {v: app for v, app in apps.items() if v in wanted}
     per: dict[str, float] = {}
     raw: dict[str, Any] = {"handshakes": n}
     for variant, app in apps.items():
-        reload = {"ORIGINS_REFRESH_INTERVAL": 0} if variant == RELOAD else {}
-        like = "subprotocol" if variant == RELOAD else variant
+        reload = EXTRA.get(variant, {})
+        like = "subprotocol" if variant in EXTRA else variant
         async with callgrind_server(ctx, variant, app, **reload) as server:
 
             async def first(variant: str = like, port: int = server.port) -> None:
@@ -364,7 +375,25 @@ async def run_callgrind(ctx: Context, creds: Credentials, seq_rate: float) -> No
             raw[f"{variant}_idle_instructions_per_s"] = idle_rate
     raw["per_handshake"] = per
     res.raw["callgrind"] = raw
-    for variant in [v for v in apps if v != RELOAD]:
+    if {"subprotocol", METRICS_OFF} <= set(per):
+        cost = per["subprotocol"] / per[METRICS_OFF]
+        res.add(
+            SECTION,
+            "instructions: subprotocol handshake, metrics on vs off",
+            per["subprotocol"] / 1e6,
+            "M instr",
+            ratio=cost,
+            vs=METRICS_OFF,
+            target="<= 1.02x",
+            met=cost <= 1.02,
+        )
+    if "bare" not in per:  # a subset (--callgrind-variants): no ratios to bare
+        for variant, count in per.items():
+            res.add(
+                SECTION, f"instructions/handshake (callgrind): {variant}", count / 1e6, "M instr"
+            )
+        return
+    for variant in [v for v in apps if v not in EXTRA]:
         ratio = per[variant] / per["bare"]
         target = met = None
         if variant == "subprotocol":
@@ -379,6 +408,8 @@ async def run_callgrind(ctx: Context, creds: Credentials, seq_rate: float) -> No
             target=target,
             met=met,
         )
+    if not {"ticket", "subprotocol", RELOAD} <= set(per):
+        return
     ticket_ratio = per["ticket"] / per["subprotocol"]
     res.add(
         SECTION,

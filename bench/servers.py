@@ -24,7 +24,7 @@ from .issuer import AUDIENCE, Issuer
 from .wsclient import ORIGIN
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_DB = 5
+REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "5"))  # emptied by the benchmark
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")

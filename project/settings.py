@@ -149,6 +149,8 @@ else:
 # The identity provider. With OIDC_ISSUER unset the embedded development provider
 # (django-oauth-toolkit, chatdemo/provider.py) is served by this same project under /o/.
 DEMO_BASE_URL = os.environ.get("DEMO_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+# An audit log line per accepted, refused and closed socket (chatdemo/audit.py).
+DEMO_AUDIT = _env_bool("DEMO_AUDIT", False)
 OIDC_ISSUER = os.environ.get("OIDC_ISSUER", "").rstrip("/")
 DEMO_EMBEDDED_PROVIDER = not OIDC_ISSUER
 OIDC_RP_CLIENT_ID = os.environ.get("OIDC_CLIENT_ID", "chatdemo")

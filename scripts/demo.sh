@@ -12,7 +12,8 @@ cat <<MSG
 
   wsauth demo: $DEMO_BASE_URL/
   log in as alice / alicealice or bob / bobbob (two browsers, or one private window)
-  administrator admin / adminadmin at /admin/: Users › select › "Disconnect their WebSockets"
+  administrator admin / adminadmin at /admin/: WebSocket authentication › Live connections
+  Prometheus metrics: $DEMO_BASE_URL/metrics   audit log lines: DEMO_AUDIT=1
   rooms: $DEMO_BASE_URL/chat/lobby/   echo: $DEMO_BASE_URL/echo/
   channel layer: ${REDIS_URL:-in memory (set REDIS_URL to use Redis)}
 

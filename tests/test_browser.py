@@ -269,3 +269,93 @@ def test_demo_command_serves_echo_from_a_clean_checkout(tmp_path):
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
+
+
+def admin_page(demo: Demo, server: DaphneServer, path: str):
+    context = demo.browser.new_context(viewport={"width": 1280, "height": 720})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(f"{server.http}{path}")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "adminadmin")
+    page.click("input[type=submit]")
+    return context, page
+
+
+def access_token(page) -> str:
+    return page.evaluate(
+        "async () => (await (await fetch('/demo/token/', {method: 'POST', headers: "
+        "{'X-CSRFToken': document.querySelector('meta[name=csrf-token]').content}})).json())"
+        ".access_token"
+    )
+
+
+def test_room_shows_who_is_here_across_processes(demo):
+    alice_ctx, alice = login(demo, demo.a, "alice", room="presence")
+    bob_ctx, bob = login(demo, demo.b, "bob", room="presence")
+    for page in (alice, bob):
+        page.wait_for_selector("#presence:has-text('Alice Liddell, Bob Builder')")
+    bob_ctx.close()  # Bob leaves: his socket's place is given back
+    alice.wait_for_function(
+        "document.getElementById('presence').textContent === 'Alice Liddell'", timeout=5_000
+    )
+    alice_ctx.close()
+
+
+def test_live_connections_page_lists_filters_and_disconnects(demo, tmp_path):
+    alice_ctx, alice = login(demo, demo.a, "alice", room="live")
+    bob_ctx, bob = login(demo, demo.b, "bob", room="live")
+    tokens = [access_token(alice), access_token(bob)]
+    admin_ctx, admin = admin_page(demo, demo.b, "/admin/wsauth/livesocket/")
+    admin.wait_for_selector("#result_list")
+    rows = admin.locator("tr.live-socket:has(td:text-is('/ws/chat/live/'))")
+    assert rows.count() == 2
+    cells = [rows.nth(i).locator("td").all_inner_texts() for i in range(2)]
+    assert sorted(c[0] for c in cells) == ["alice", "bob"]
+    assert {c[1] for c in cells} == {"ticket"}  # the demo's default method
+    assert {c[2] for c in cells} == {
+        f"http://127.0.0.1:{demo.a.port}",
+        f"http://127.0.0.1:{demo.b.port}",
+    }
+    assert len({c[4] for c in cells}) == 2  # one socket on each process
+    assert all(c[5] and c[6] for c in cells)  # connected, credential expires
+    html = admin.content()
+    for secret in tokens:
+        assert secret not in html and secret.split(".")[2] not in html
+    assert "authorization_bearer" not in html and "ticket=" not in html
+    shot = admin.screenshot(path=str(tmp_path / "live.png"), full_page=True)
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("WSAUTH_UPDATE_SCREENSHOT"):
+        (ROOT / "docs" / "live-connections.png").write_bytes(shot)
+
+    admin.fill("#live-user", "alic")
+    admin.click("#live-filter input[type=submit]")
+    admin.wait_for_url("**/?user=alic")
+    users = admin.locator("tr.live-socket td:first-child").all_inner_texts()
+    assert users and set(users) == {"alice"}
+
+    # Disconnect alice's socket (on process A) from the admin on process B.
+    started = time.monotonic()
+    admin.locator(
+        "tr.live-socket:has(td:text-is('/ws/chat/live/')) button.disconnect-socket"
+    ).click()
+    admin.wait_for_selector(".messagelist :text('Disconnected socket')")
+    alice.wait_for_selector("#state.state-stopped", timeout=2_000)
+    assert time.monotonic() - started < 4
+    assert "disconnected by the server" in alice.inner_text("#messages")
+    assert bob.inner_text("#state") == "open"
+    assert "user=alic" in admin.url  # the filter is kept
+    gone = "tr.live-socket[data-user='alice']:has(td:text-is('/ws/chat/live/'))"
+    deadline = time.monotonic() + 5
+    while admin.locator(gone).count():  # its place is given back as the socket closes
+        assert time.monotonic() < deadline, "the disconnected socket is still listed"
+        time.sleep(0.3)
+        admin.reload()
+
+    # Every socket of bob, through disconnect_user: his page stops.
+    admin.goto(f"{demo.b.http}/admin/wsauth/livesocket/?user=bob")
+    admin.locator("tr.live-socket button.disconnect-user").first.click()
+    admin.wait_for_selector(".messagelist :text('Disconnected every socket of bob')")
+    bob.wait_for_selector("#state.state-stopped", timeout=2_000)
+    for ctx in (alice_ctx, bob_ctx, admin_ctx):
+        ctx.close()

@@ -163,6 +163,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             )
         )
     errors.extend(_check_server_adapters(conf))
+    errors.extend(_check_metrics(raw.get("METRICS")))
     errors.extend(_check_stores(conf))
     return errors
 
@@ -203,6 +204,30 @@ def _check_server_adapters(conf: Any) -> list[Any]:
             )
         )
     return errors
+
+
+def _check_metrics(value: Any) -> list[Any]:
+    from . import metrics
+
+    if value not in (None, True, False):
+        return [
+            Error(
+                f"WSAUTH['METRICS'] is {value!r}.",
+                hint="Use None (the default: on when prometheus_client is installed), True "
+                "(required) or False (off).",
+                id="wsauth.E022",
+            )
+        ]
+    if value is True and not metrics.available():
+        return [
+            Error(
+                "WSAUTH['METRICS'] is True but prometheus_client is not installed.",
+                hint="pip install 'django-wsauth[metrics]', or set WSAUTH['METRICS'] to None "
+                "(metrics when installed) or False.",
+                id="wsauth.E021",
+            )
+        ]
+    return []
 
 
 def _store_aliases(conf: Any) -> dict[str, str]:

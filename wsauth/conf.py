@@ -106,6 +106,8 @@ DEFAULTS: dict[str, Any] = {
     # Servers: adapters that take the credential out of the server's copies of the upgrade
     # request once the socket is accepted (wsauth.edge); None: every built-in one
     "SERVER_ADAPTERS": None,
+    # Operations
+    "METRICS": None,  # Prometheus metrics: None: on when prometheus_client is installed
 }
 
 
@@ -166,6 +168,7 @@ class Conf:
     create_users: bool
     user_cache_ttl: float
     server_adapters: tuple[str, ...] | None
+    metrics: bool | None
     raw: dict[str, Any] = field(repr=False, compare=False)
 
 
@@ -258,6 +261,7 @@ def _load() -> Conf:
         server_adapters=(
             None if raw["SERVER_ADAPTERS"] is None else _as_tuple(raw["SERVER_ADAPTERS"])
         ),
+        metrics=raw["METRICS"] if raw["METRICS"] in (None, True, False) else None,
         raw=raw,
     )
 

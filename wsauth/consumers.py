@@ -20,7 +20,8 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import admission, close_codes, revoke
+from . import admission, close_codes, metrics, revoke, signals
+from .admission.places import socket_id
 from .conf import get_conf
 from .errors import Limited, Refused
 from .loops import PerLoop
@@ -138,6 +139,12 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         return self.scope.get("wsauth") or {}
 
     @property
+    def socket_id(self) -> str | None:
+        """This socket's id in the deployment (``scope["wsauth"]["socket_id"]``): what
+        the admin's live page and ``revoke.disconnect_socket`` target."""
+        return self.wsauth.get("socket_id")
+
+    @property
     def display_name(self) -> str:
         return display_name(self.scope["user"], self.wsauth.get("claims"))
 
@@ -221,7 +228,8 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
 
     async def wsauth_revoke(self, event: dict[str, Any]) -> None:
         """A revocation for one of our groups, from any process (via the registry)."""
-        if self._closing:
+        target = event.get("socket")
+        if self._closing or (target is not None and target != self.socket_id):
             return
         self._closing = True
         reason = event.get("reason")
@@ -248,6 +256,8 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         if refusal is not None:
             if not self._closing:
                 self._closing = True
+                if refusal[0] == close_codes.RATE_LIMITED:
+                    metrics.limit_hit("too_many_frames")
                 await self.close_for(*refusal)
             return
         if text is not None and _CONTROL.match(text) and await self._control(text):
@@ -320,7 +330,8 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
             verified = await validate_access_token(token)
         except TokenError as exc:
             if admit:  # counted as a failed authentication of the client's address
-                await admission.failed(self._attempt(), Refused(exc.reason, exc.detail))
+                error = await admission.failed(self._attempt(), Refused(exc.reason, exc.detail))
+                await self._refused(error.reason, error.detail, isinstance(error, Limited))
             await self.close_for(close_codes.CREDENTIAL_INVALID, f"{exc.reason}: {exc.detail}")
             return None
         try:
@@ -337,12 +348,35 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
             else:
                 await revoke.check(user, verified.claims, None)
         except (UserRefused, revoke.Revoked) as exc:
+            if admit:
+                await self._refused(exc.reason, exc.detail, False)
             await self.close_for(close_codes.FORBIDDEN, exc.detail)
             return None
         except Limited as exc:
+            if admit:
+                await self._refused(exc.reason, exc.detail, True)
             await self.close_for(close_codes.RATE_LIMITED, exc.detail)
             return None
         return verified, user
+
+    async def _refused(self, reason: str, detail: str, limited: bool) -> None:
+        """A first-message authentication refused: counted and signalled as a handshake."""
+        metrics.handshake("limited" if limited else "refused", reason, "message")
+        if limited:
+            metrics.limit_hit(reason)
+        attempt = self._attempt()
+        if signals.handshake_refused.receivers:
+            await signals.send(
+                signals.handshake_refused,
+                type(self),
+                reason=reason,
+                detail=detail,
+                method="message",
+                limited=limited,
+                path=attempt.path,
+                origin=attempt.origin,
+                address=attempt.address,
+            )
 
     def _attempt(self) -> admission.Attempt:
         return admission.Attempt.of(self.scope, get_conf(), self.wsauth.get("origin"))
@@ -355,14 +389,32 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         verified, user = result
         self._cancel_timer()
         self.scope["user"] = user
-        self.scope["wsauth"] = {
-            **self.wsauth,
-            "method": "message",
-            "claims": verified.claims,
-            "expires_at": verified.expires_at,
-            "checked_at": checked_at,
-        }
+        # In place: the middleware's copy of the scope shares this dict (socket_closed).
+        info = self.scope["wsauth"]
+        info.update(
+            method="message",
+            claims=verified.claims,
+            expires_at=verified.expires_at,
+            checked_at=checked_at,
+            socket_id=socket_id(self._slot.member) if self._slot is not None else None,
+            user=user,
+        )
         self._schedule_expiry()
+        metrics.handshake("accepted", "ok", "message")
+        if signals.handshake_accepted.receivers:
+            attempt = self._attempt()
+            await signals.send(
+                signals.handshake_accepted,
+                type(self),
+                user=user,
+                method="message",
+                socket_id=info["socket_id"],
+                path=attempt.path,
+                origin=attempt.origin,
+                address=attempt.address,
+                claims=verified.claims,
+                expires_at=verified.expires_at,
+            )
         if await self._accept_revocable():
             await self.connect()
 
@@ -384,11 +436,14 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
 
     async def _refresh(self, frame: dict[str, Any]) -> None:
         if not self._refresh_allowed():
+            metrics.refresh("limited")
+            metrics.limit_hit("too_many_refreshes")
             await self.close_for(close_codes.RATE_LIMITED, "too many refreshes")
             return
         checked_at = time.time()  # before the revocation markers are read
         result = await self._verify(frame)
         if result is None:
+            metrics.refresh("refused")
             return
         verified, user = result
         claims = self.wsauth.get("claims")
@@ -397,17 +452,18 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         else:  # a session ticket: the token must belong to the same user
             same = user.pk == self.scope["user"].pk
         if not same:
+            metrics.refresh("refused")
             await self.close_for(close_codes.FORBIDDEN, "refresh for another subject")
             return
-        self.scope["wsauth"] = {
-            **self.wsauth,
-            "claims": verified.claims,
-            "expires_at": verified.expires_at,
-            "checked_at": checked_at,
-        }
+        # In place: the middleware's copy of the scope shares this dict.
+        self.scope["wsauth"].update(
+            claims=verified.claims, expires_at=verified.expires_at, checked_at=checked_at
+        )
         self._schedule_expiry()
         if not await self._accept_revocable():
+            metrics.refresh("refused")
             return
+        metrics.refresh("accepted")
         await self.send(text_data=_frame(type="wsauth.refreshed", expires_at=verified.expires_at))
 
     # -- timers: the first-frame timeout, the credential's deadlines ----------------------------

@@ -21,6 +21,7 @@ from typing import Any
 
 from jwt.algorithms import get_default_algorithms
 
+from . import metrics
 from .conf import Conf, get_conf, on_reset
 
 logger = logging.getLogger("wsauth.jwks")
@@ -160,6 +161,7 @@ class JWKSCache:
         finally:
             if self._inflight is not None and self._inflight[1] is future:
                 self._inflight = None
+        metrics.jwks_fetch(ok)
         future.set_result(ok)
         return ok
 

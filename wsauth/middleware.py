@@ -17,7 +17,8 @@ from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
 from django.utils.module_loading import import_string
 
-from . import admission, close_codes, edge, revoke
+from . import admission, close_codes, edge, metrics, revoke, signals
+from .admission.places import socket_id
 from .authenticators import BaseAuthenticator, Handshake, Identity
 from .conf import Conf, get_conf, on_reset
 from .errors import Limited, Refused, Unavailable, WSAuthError
@@ -104,27 +105,62 @@ class _SelectingSend:
     """The ``send`` the application gets: only an offered application protocol may be
     selected, otherwise ours. An unoffered one makes a server hang (Daphne) or fail
     (wsproto, hypercorn), none makes Chromium fail the handshake. Once the accept is
-    sent, the server's adapter (``edge``) forgets the credential the server keeps.
-    (A slotted object: it lives as long as the socket.)"""
+    sent, the server's adapter (``edge``) forgets the credential the server keeps. It
+    also notes when the socket was accepted and the code the application closed it with
+    (metrics, ``socket_closed``). (A slotted object: it lives as long as the socket.)"""
 
-    __slots__ = ("chosen", "offered", "send", "server_scope")
+    __slots__ = (
+        "accepted_at",
+        "chosen",
+        "close_code",
+        "method",
+        "offered",
+        "send",
+        "server_scope",
+    )
 
     def __init__(
-        self, send: Any, offered: list[str], chosen: str | None, server_scope: Any
+        self, send: Any, offered: list[str], chosen: str | None, method: str, server_scope: Any
     ) -> None:
         self.send, self.offered, self.chosen = send, offered, chosen
+        self.method = method
         self.server_scope = server_scope  # the server's own, until the accept is answered
+        self.accepted_at: float | None = None
+        self.close_code: int | None = None
 
     async def __call__(self, message: dict[str, Any]) -> None:
-        if message["type"] != "websocket.accept":
+        kind = message["type"]
+        if kind != "websocket.accept":
+            if kind == "websocket.close" and self.close_code is None:
+                self.close_code = message.get("code") or 1000
             return await self.send(message)
         asked = message.get("subprotocol")
         if asked not in self.offered and asked != self.chosen:  # (no copy to keep)
             message = {**message, "subprotocol": self.chosen}
         await self.send(message)
+        if self.accepted_at is None:
+            self.accepted_at = time.time()
+            metrics.socket_opened(self.method)
         scope, self.server_scope = self.server_scope, None
         if scope is not None:
             edge.forget(scope, self.send, get_conf())
+
+
+class _Receiving:
+    """The ``receive`` the application gets: notes the client's close code. (Slotted:
+    it lives as long as the socket.)"""
+
+    __slots__ = ("code", "receive")
+
+    def __init__(self, receive: Any) -> None:
+        self.receive = receive
+        self.code: int | None = None
+
+    async def __call__(self) -> dict[str, Any]:
+        message: dict[str, Any] = await self.receive()
+        if message["type"] == "websocket.disconnect":
+            self.code = message.get("code")
+        return message
 
 
 class WSAuthMiddleware(BaseMiddleware):
@@ -142,13 +178,38 @@ class WSAuthMiddleware(BaseMiddleware):
         opened = await self._open(scope, receive, send)
         if opened is None:  # refused, and the refusal has run its course
             return None
-        scope, send, place = opened
+        scope, selecting, place = opened
         del opened
+        receiving = _Receiving(receive)
         try:
-            return await super().__call__(scope, receive, send)
+            return await super().__call__(scope, receiving, selecting)
         finally:
             if place is not None:
                 await asyncio.shield(place.release())
+            if selecting.accepted_at is not None:
+                await asyncio.shield(self._closed(scope, selecting, receiving))
+
+    async def _closed(
+        self, scope: dict[str, Any], selecting: _SelectingSend, receiving: _Receiving
+    ) -> None:
+        code = selecting.close_code if selecting.close_code is not None else receiving.code
+        duration = max(0.0, time.time() - (selecting.accepted_at or 0.0))
+        metrics.socket_closed(selecting.method, code, duration)
+        if signals.socket_closed.receivers:
+            info = scope.get("wsauth") or {}
+            await signals.send(
+                signals.socket_closed,
+                type(self),
+                # (a first-message socket's user is known only to the consumer's record)
+                user=info.get("user") or scope.get("user"),
+                method=metrics.method_label(info.get("method")),
+                socket_id=info.get("socket_id"),
+                path=scope.get("path"),
+                origin=info.get("origin"),
+                address=info.get("client"),
+                code=code,
+                duration=duration,
+            )
 
     async def _open(
         self, scope: dict[str, Any], receive: Any, send: Any
@@ -160,12 +221,14 @@ class WSAuthMiddleware(BaseMiddleware):
         conf = get_conf()
         attempt = admission.Attempt.of(scope, conf)
         place = None
+        method: str | None = None
         try:
             async with asyncio.timeout(conf.handshake_timeout):
                 identity, handshake = await authenticate(scope, conf, attempt.address)
                 attempt.origin = handshake.origin
                 checked_at = time.time()  # before the revocation markers are read
                 if identity is not None:
+                    method = identity.method
                     place = await admission.admit(
                         attempt,
                         identity.user,
@@ -175,18 +238,18 @@ class WSAuthMiddleware(BaseMiddleware):
                         expires_at=identity.expires_at,
                     )
                 elif wants_first_message_auth(self.inner, attempt.path):
+                    method = "message"
                     await admission.admit_unverified(attempt)
                     identity = Identity(AnonymousUser(), "pending", None, None)
                 else:
                     raise Refused("no_credentials", "no token subprotocol and no ticket")
         except WSAuthError as error:
-            await self._answer(
-                scope, receive, send, await admission.failed(attempt, error), attempt
-            )
+            error = await admission.failed(attempt, error)
+            await self._answer(scope, receive, send, error, attempt, method)
             return None
         except TimeoutError:
             timeout = Unavailable("timeout", "authentication took too long")
-            await self._answer(scope, receive, send, timeout, attempt)
+            await self._answer(scope, receive, send, timeout, attempt, method)
             return None
         except Exception as exc:  # a database or store fault: refuse cleanly, keep serving
             logger.error(
@@ -196,13 +259,17 @@ class WSAuthMiddleware(BaseMiddleware):
                 type(exc).__name__,
                 exc,
             )
+            method = method or _method_of(scope, conf)
+            metrics.handshake("error", "server_error", method)
+            await _refused_signal(type(self), "server_error", str(exc), method, False, attempt)
             await _deny(receive, send)
             return None
-        return (
-            self._scope(scope, conf, handshake, identity, checked_at, attempt),
-            _selecting(send, handshake, scope),
-            place,
-        )
+        inner = self._scope(scope, conf, handshake, identity, checked_at, attempt, place)
+        if identity.method != "pending":  # a first-message socket is counted at its frame
+            metrics.handshake("accepted", "ok", identity.method)
+            if signals.handshake_accepted.receivers:
+                await _accepted_signal(type(self), inner, attempt)
+        return inner, _selecting(send, handshake, identity.method, scope), place
 
     @staticmethod
     def _scope(
@@ -212,6 +279,7 @@ class WSAuthMiddleware(BaseMiddleware):
         identity: Identity,
         checked_at: float,
         attempt: admission.Attempt,
+        place: admission.SocketPlace | None = None,
     ) -> dict[str, Any]:
         """The inner application's scope, wsauth's own copy (the server's is left as it
         came: wsproto and hypercorn check the selected subprotocol against their lists):
@@ -232,6 +300,7 @@ class WSAuthMiddleware(BaseMiddleware):
             "checked_at": checked_at,
             "client": attempt.address,
             "origin": handshake.origin,
+            "socket_id": socket_id(place.member) if place is not None else None,
             **identity.extra,
         }
         if logger.isEnabledFor(logging.DEBUG):  # the arguments cost a call per handshake
@@ -244,12 +313,26 @@ class WSAuthMiddleware(BaseMiddleware):
             )
         return scope
 
-    @staticmethod
+    @classmethod
     async def _answer(
-        scope: dict[str, Any], receive: Any, send: Any, error: WSAuthError, attempt: Any
+        cls,
+        scope: dict[str, Any],
+        receive: Any,
+        send: Any,
+        error: WSAuthError,
+        attempt: Any,
+        method: str | None = None,
     ) -> None:
         """The one place a refusal is answered: 4429 for a limit (back off, logged once per
-        window), else 403 with the reason in the log."""
+        window), else 403 with the reason in the log; counted, and signalled."""
+        method = method or _method_of(scope, get_conf())
+        if attempt.origin is None:  # refused before the handshake's parse was kept
+            attempt.origin = _origin_of(scope)
+        limited = isinstance(error, Limited)
+        metrics.handshake(_outcome(error), error.reason, method)
+        if limited:
+            metrics.limit_hit(error.reason)
+        await _refused_signal(cls, error.reason, error.detail, method, limited, attempt)
         if not isinstance(error, Limited) or error.first:
             logger.warning(
                 "wsauth: refused handshake reason=%s path=%s client=%s credential=%s: %s",
@@ -265,15 +348,78 @@ class WSAuthMiddleware(BaseMiddleware):
             await _deny(receive, send)
 
 
+def _outcome(error: WSAuthError) -> str:
+    if isinstance(error, Limited):
+        return "limited"
+    return "unavailable" if isinstance(error, Unavailable) else "refused"
+
+
+def _method_of(scope: dict[str, Any], conf: Conf) -> str:
+    """The credential method a refused handshake offered (the refusal path only)."""
+    try:
+        handshake = Handshake.parse(scope, conf)
+    except WSAuthError:
+        return "none"
+    if handshake.token_protocol is not None:
+        return "subprotocol"
+    if "ticket" in handshake.query:
+        return "ticket"
+    return "query" if "access_token" in handshake.query else "none"
+
+
+def _origin_of(scope: dict[str, Any]) -> str | None:
+    origins = [v for k, v in scope.get("headers") or () if k.lower() == b"origin"]
+    return origins[0].decode("latin-1") if len(origins) == 1 else None
+
+
+async def _refused_signal(
+    sender: Any, reason: str, detail: str, method: str, limited: bool, attempt: Any
+) -> None:
+    if signals.handshake_refused.receivers:
+        await signals.send(
+            signals.handshake_refused,
+            sender,
+            reason=reason,
+            detail=detail,
+            method=method,
+            limited=limited,
+            path=attempt.path,
+            origin=attempt.origin,
+            address=attempt.address,
+        )
+
+
+async def _accepted_signal(sender: Any, scope: dict[str, Any], attempt: Any) -> None:
+    info = scope["wsauth"]
+    await signals.send(
+        signals.handshake_accepted,
+        sender,
+        user=scope["user"],
+        method=info["method"],
+        socket_id=info.get("socket_id"),
+        path=attempt.path,
+        origin=attempt.origin,
+        address=attempt.address,
+        claims=info.get("claims"),
+        expires_at=info.get("expires_at"),
+    )
+
+
 def _chosen(handshake: Handshake) -> str | None:
     """The subprotocol to select: the first application protocol offered, else the token
     (Chromium fails a handshake whose answer selects none of its offers)."""
     return handshake.app_protocols[0] if handshake.app_protocols else handshake.token_protocol
 
 
-def _selecting(send: Any, handshake: Handshake, server_scope: Any) -> _SelectingSend:
+def _selecting(send: Any, handshake: Handshake, method: str, server_scope: Any) -> _SelectingSend:
     # The offers' list is the inner scope's own (no copy for the socket's life).
-    return _SelectingSend(send, handshake.app_protocols, _chosen(handshake), server_scope)
+    return _SelectingSend(
+        send,
+        handshake.app_protocols,
+        _chosen(handshake),
+        metrics.method_label(method),
+        server_scope,
+    )
 
 
 def WSAuthMiddlewareStack(inner: Any) -> WSAuthMiddleware:

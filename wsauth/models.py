@@ -87,3 +87,15 @@ class OIDCIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} @ {self.issuer}"
+
+
+class LiveSocket(models.Model):
+    """No table: the admin's "Live connections" page, built on the socket registry of
+    every process, hangs on this model (its menu entry and its permissions)."""
+
+    class Meta:
+        managed = False
+        default_permissions = ("view",)
+        permissions = [("disconnect_livesocket", "Can disconnect live WebSockets")]
+        verbose_name = _("live connection")
+        verbose_name_plural = _("live connections")

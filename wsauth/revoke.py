@@ -37,7 +37,7 @@ from django.contrib.auth import get_user_model
 from django.db import close_old_connections
 from django.dispatch import Signal
 
-from . import store, stores
+from . import metrics, store, stores
 from .conf import get_conf, on_reset
 from .errors import RevocationUnavailable, Revoked
 from .loops import PerLoop
@@ -55,6 +55,8 @@ sockets_revoked = Signal()
 #: socket, measured at 15 % of a handshake).
 BROADCAST_GROUP = "wsauth.revocations"
 EVENT = "wsauth.revoke"
+#: One socket to close (``disconnect_socket``), found among its user's sockets.
+SOCKET_EVENT = "wsauth.revoke_socket"
 #: channels-redis forgets group members after ``group_expiry`` (a day by default).
 REJOIN_INTERVAL = 3600.0
 #: How long a process remembers the revocations it delivered: a socket whose handshake
@@ -157,6 +159,24 @@ class _Registry:
                 logger.warning("wsauth: closing a revoked socket failed: %s", exc)
         return len(targets)
 
+    async def deliver_socket(self, event: dict[str, Any]) -> int:
+        """Close the one socket ``event["socket"]`` names, if this process holds it
+        among the members of ``event["groups"]`` (its user's). Not a revocation: nothing
+        is remembered for sockets still registering."""
+        wanted = event.get("socket")
+        closed = 0
+        for group in event.get("groups") or ():
+            for ref in tuple(self.members.get(group, ())):
+                member = ref()
+                if member is None or getattr(member, "socket_id", None) != wanted:
+                    continue
+                try:
+                    await member.wsauth_revoke(event)
+                    closed += 1
+                except Exception as exc:
+                    logger.warning("wsauth: closing a disconnected socket failed: %s", exc)
+        return closed
+
 
 registry = _Registry()
 _listeners: PerLoop[_Listener | None] = PerLoop(lambda: None)
@@ -231,9 +251,13 @@ class _Listener:
                             event = await self.layer.receive(channel)
                     except TimeoutError:
                         continue
-                    if event.get("type") == EVENT:
+                    kind = event.get("type")
+                    if kind == EVENT:
                         self.absorb(event.get("markers") or {}, get_conf().revocation_ttl)
-                        await registry.deliver(event)
+                        metrics.revocation_delivered(event, await registry.deliver(event))
+                    elif kind == SOCKET_EVENT:
+                        closed = await registry.deliver_socket(event)
+                        metrics.revocation_delivered(event, closed)
             except asyncio.CancelledError:
                 self.current = False
                 raise
@@ -244,6 +268,15 @@ class _Listener:
                 self.ready.set()  # wake the waiters: they refuse their sockets meanwhile
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+@on_reset
+def _distrust_copies() -> None:
+    """Settings changed (tests): the copies were read from what may be another store.
+    Their handshakes read the store until the listener joins again."""
+    for listener in list(_listeners._by_loop.values()):
+        if listener is not None:
+            listener.current = False
 
 
 def listen() -> None:
@@ -440,7 +473,13 @@ async def check(user: Any, claims: dict[str, Any] | None, issued_at: float | Non
 
 async def _send(groups: list[str], reason: str, markers: dict[str, float]) -> None:
     """To every process: the sockets to close, and the markers to add to their copies."""
-    event = {"type": EVENT, "groups": groups, "reason": reason, "markers": markers}
+    event = {
+        "type": EVENT,
+        "groups": groups,
+        "reason": reason,
+        "markers": markers,
+        "sent_at": time.time(),
+    }
     listener = _listeners.peek()
     if listener is not None:  # this process's copy at once, as every other's
         listener.absorb(markers, get_conf().revocation_ttl)
@@ -518,3 +557,29 @@ def _signal(
     sockets_revoked.send(
         sender=None, user=user, issuer=issuer, subject=subject, sid=sid, reason=reason
     )
+
+
+async def adisconnect_socket(socket_id: str, user_pk: Any, *, reason: str = "disconnected") -> None:
+    """Close one socket, ``socket_id`` (``scope["wsauth"]["socket_id"]``, as the socket
+    registry lists it: ``admission.all_sockets_sync``), on whichever process holds it,
+    with 4403. ``user_pk`` is its user's. Its credential stays valid: to keep the person
+    out, ``adisconnect_user`` also refuses their credentials issued before now."""
+    event = {
+        "type": SOCKET_EVENT,
+        "groups": [user_group(user_pk)],
+        "socket": socket_id,
+        "reason": reason,
+        "sent_at": time.time(),
+    }
+    await registry.deliver_socket(event)  # here at once
+    layer = get_channel_layer()
+    if layer is None:
+        logger.warning("wsauth: no channel layer configured; other processes keep sockets")
+        return
+    await layer.group_send(BROADCAST_GROUP, event)
+    logger.info("wsauth: disconnecting socket %s of user pk=%s: %s", socket_id, user_pk, reason)
+
+
+def disconnect_socket(socket_id: str, user_pk: Any, *, reason: str = "disconnected") -> None:
+    """Sync form of ``adisconnect_socket`` (the admin's live page)."""
+    async_to_sync(adisconnect_socket)(socket_id, user_pk, reason=reason)

@@ -16,11 +16,14 @@ import secrets
 import time
 from typing import Any
 
-from . import store
+from . import metrics, store
 from .conf import get_conf
 from .errors import StoreUnavailable
 
 TICKET_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+#: Seconds the store keeps a ticket past its life: a late redemption is then told (and
+#: counted) as expired, not unknown. Its ``expires_at`` still refuses it.
+EXPIRED_GRACE = 60
 
 
 class TicketStoreError(StoreUnavailable):
@@ -51,9 +54,10 @@ async def issue(data: dict[str, Any], ttl: int | None = None) -> tuple[str, int]
     tickets = store.get("tickets")
     try:
         value = json.dumps(record, default=str)  # a UUID or other pk as text
-        await tickets.set(tickets.make_key(store_key(ticket)), value, ttl)
+        await tickets.set(tickets.make_key(store_key(ticket)), value, ttl + EXPIRED_GRACE)
     except Exception as exc:
         raise TicketStoreError(str(exc)) from exc
+    metrics.ticket("issued")
     return ticket, ttl
 
 
@@ -61,6 +65,7 @@ async def redeem(ticket: str) -> dict[str, Any] | None:
     """Return the ticket's data and consume it, or ``None`` if unknown, used or expired.
     Raises ``TicketStoreError`` when the store cannot be reached."""
     if not is_well_formed(ticket):
+        metrics.ticket("invalid")
         return None
     tickets = store.get("tickets")
     try:
@@ -68,8 +73,13 @@ async def redeem(ticket: str) -> dict[str, Any] | None:
     except Exception as exc:
         raise TicketStoreError(str(exc)) from exc
     if raw is None:
+        metrics.ticket("invalid")
         return None
     try:
-        return _valid(json.loads(raw))
+        found = json.loads(raw)
     except ValueError:
+        metrics.ticket("invalid")
         return None
+    record = _valid(found)
+    metrics.ticket("expired" if record is None else "redeemed")
+    return record

@@ -148,12 +148,14 @@ async def renew_now() -> None:
     await _keeper.get().renew(get_conf().socket_lease)
 
 
-async def sockets_of(user_pk: Any) -> list[dict[str, Any]]:
-    """The user's open sockets on every process, oldest first: each a dict with
-    ``process``, ``socket``, ``method``, ``origin``, ``path``, ``since``,
-    ``expires_at`` and ``lease_ends``."""
-    limits = store.get("limits")
-    rows = await limits.members(limits.make_key(places_key(user_pk)), time.time())
+def socket_id(member: str) -> str:
+    """The socket's id in the deployment, ``host:pid/number``: what the admin's
+    "disconnect" and ``revoke.disconnect_socket`` target. (Parsed from the member.)"""
+    info = json.loads(member)
+    return f"{info['process']}/{info['socket']}"
+
+
+def _described(rows: list[tuple[str, float]]) -> list[dict[str, Any]]:
     found = []
     for member, lease_ends in rows:
         try:
@@ -161,5 +163,30 @@ async def sockets_of(user_pk: Any) -> list[dict[str, Any]]:
         except ValueError:
             continue
         if isinstance(info, dict):
+            info["id"] = f"{info.get('process')}/{info.get('socket')}"
             found.append({**info, "lease_ends": lease_ends})
+    return found
+
+
+async def sockets_of(user_pk: Any) -> list[dict[str, Any]]:
+    """The user's open sockets on every process, oldest first: each a dict with ``id``,
+    ``process``, ``socket``, ``user``, ``method``, ``origin``, ``path``, ``since``,
+    ``expires_at`` and ``lease_ends``."""
+    limits = store.get("limits")
+    rows = await limits.members(limits.make_key(places_key(user_pk)), time.time())
+    return sorted(_described(rows), key=lambda info: info.get("since") or 0)
+
+
+def all_sockets_sync() -> list[dict[str, Any]]:
+    """Blocking: every user's open sockets on every process, oldest first, as
+    ``sockets_of`` describes them. It scans the store's keyspace (SCAN, every node of a
+    Cluster): for the admin's live page, metrics scrapes and presence, never per
+    handshake. Raises when the store is unreachable."""
+    limits = store.get("limits")
+    made = limits.make_key(places_key("\0"))  # the made form, around one user's tag
+    tag = user_tag("\0")
+    prefix, _, suffix = made.partition(tag)
+    found: list[dict[str, Any]] = []
+    for rows in limits.places_sync(prefix + "{u", "}" + suffix, time.time()).values():
+        found += _described(rows)
     return sorted(found, key=lambda info: info.get("since") or 0)

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 
+from .. import metrics
 from ..conf import get_conf, on_reset
 from .base import Admission, Place, Store
 from .connect import RedisSpec, from_cache, from_setting, prefixer
@@ -65,7 +66,7 @@ def _make(alias: str) -> Store:
         make_key = functools.lru_cache(maxsize=16384)(caches.create_connection(alias).make_key)
     if spec is None:
         return LocalStore(make_key)
-    return RedisStore(spec, make_key)
+    return metrics.instrument(RedisStore(spec, make_key))
 
 
 def get(role: str) -> Store:

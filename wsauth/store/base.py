@@ -107,6 +107,14 @@ class Store(ABC):
     def add_sync(self, key: str, ttl: int) -> bool:
         """True the first time ``key`` is set within ``ttl`` (SET NX), on any process."""
 
+    def places_sync(
+        self, prefix: str, suffix: str, now: float
+    ) -> dict[str, list[tuple[str, float]]]:
+        """Every places key (made) that starts with ``prefix`` and ends with ``suffix``,
+        with its places whose lease runs past ``now``: all users' sockets, for operators'
+        pages and metrics scrapes. It scans the keyspace: never call it on a handshake."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list every socket place")
+
     @abstractmethod
     def version_sync(self) -> str | None:
         """The server's ``redis_version`` (Valkey reports its Redis compatibility level);

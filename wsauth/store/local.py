@@ -153,5 +153,16 @@ class LocalStore(Store):
             self._values[key] = (now + ttl, "1")
             return True
 
+    def places_sync(
+        self, prefix: str, suffix: str, now: float
+    ) -> dict[str, list[tuple[str, float]]]:
+        with self._lock:
+            return {
+                key: sorted(live, key=lambda item: item[1])
+                for key, held in self._places.items()
+                if key.startswith(prefix) and key.endswith(suffix)
+                if (live := [(m, end) for m, end in held.items() if end > now])
+            }
+
     def version_sync(self) -> str | None:
         return None

@@ -10,6 +10,7 @@ loaded again by redis-py after a restart or a failover to a server without them)
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -199,6 +200,26 @@ class RedisStore(Store):
     def add_sync(self, key: str, ttl: int) -> bool:
         return bool(self.sync_client().set(key, 1, nx=True, ex=max(1, int(ttl))))
 
+    def places_sync(
+        self, prefix: str, suffix: str, now: float
+    ) -> dict[str, list[tuple[str, float]]]:
+        # SCAN, not KEYS: it never blocks the server. On a Cluster, redis-py's scan_iter
+        # walks every primary. SCAN may repeat a key: a set of them.
+        client = self.sync_client()
+        match = _glob_escape(prefix) + "*" + _glob_escape(suffix)
+        names = {_text(k) for k in client.scan_iter(match=match, count=1000)}
+        keys = sorted(k for k in names if k.startswith(prefix) and k.endswith(suffix))
+        found: dict[str, list[tuple[str, float]]] = {}
+        for start in range(0, len(keys), RENEW_CHUNK):
+            chunk = keys[start : start + RENEW_CHUNK]
+            pipe = client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.zrangebyscore(key, f"({now!r}", "+inf", withscores=True)
+            for key, rows in zip(chunk, pipe.execute(), strict=True):
+                if rows:
+                    found[key] = [(_text(m), float(score)) for m, score in rows]
+        return found
+
     def version_sync(self) -> str | None:
         # A client of its own: short timeouts, and RESP2, which every version answers.
         client = self.spec.sync_client(socket_timeout=2, socket_connect_timeout=2, protocol=2)
@@ -219,6 +240,10 @@ def _admission(reply: Any, found: dict[str, str]) -> Admission:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
 def _version_key(version: str) -> tuple[int, ...]:
