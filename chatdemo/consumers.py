@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from autobahn.exception import Disconnected
 from django.contrib.auth import get_user_model
 
+from wsauth import admission
 from wsauth.admission.places import all_sockets_sync
 from wsauth.consumers import AuthenticatedWebsocketConsumer
 from wsauth.users import display_name
@@ -64,6 +65,8 @@ class ChatConsumer(AuthenticatedWebsocketConsumer):
         if self.wants_presence:
             await self.channel_layer.group_add(self.presence_group, self.channel_name)
         await self.accept()
+        # The registry is written in batches: this socket's place first, then the news.
+        await admission.sync_now()
         await self.channel_layer.group_send(self.presence_group, {"type": "chat.presence"})
 
     async def disconnect(self, code: int) -> None:
@@ -76,6 +79,7 @@ class ChatConsumer(AuthenticatedWebsocketConsumer):
     @staticmethod
     async def _left(layer: Any, group: str) -> None:
         await asyncio.sleep(LEAVE_SETTLE)
+        await admission.sync_now()  # the place given back, in the registry
         await layer.group_send(group, {"type": "chat.presence"})
 
     async def chat_presence(self, event: dict[str, Any]) -> None:

@@ -53,9 +53,13 @@ def _texts(holder: Any) -> list[tuple[Any, str | bytes | bytearray]]:
     while stack:
         container = stack.pop()
         for ref in gc.get_referents(container):
-            if isinstance(ref, str | bytes | bytearray):
+            # type(), not isinstance(): a lazy object (Django's LazyObject, the admin
+            # site) answers isinstance() by setting itself up, which may not be possible
+            # in the middle of a worker's imports.
+            kind = type(ref)
+            if issubclass(kind, str | bytes | bytearray):
                 out.append((container, ref))
-            elif isinstance(ref, dict | tuple | list | set | frozenset) and not gc.is_tracked(ref):
+            elif issubclass(kind, dict | tuple | list | set | frozenset) and not gc.is_tracked(ref):
                 stack.append(ref)
     return out
 
@@ -63,7 +67,7 @@ def _texts(holder: Any) -> list[tuple[Any, str | bytes | bytearray]]:
 def _name(holder: Any, ref: Any) -> str:
     """The holder's type, and for a dict the keys under which it holds ``ref``."""
     name = type(holder).__qualname__
-    if isinstance(holder, dict) and ref is not None:
+    if issubclass(type(holder), dict) and ref is not None:
         keys = sorted(str(k) for k, v in list(holder.items()) if v is ref)
         if keys:
             return f"{name}[{','.join(keys)}]"
