@@ -162,6 +162,29 @@ def test_disconnect_subject_closes_sockets_of_that_subject(stack: Stack) -> None
     assert closed_with(ws, within=2.0) == 4403
 
 
+def test_a_bulk_deactivation_then_disconnect_inactive(stack: Stack) -> None:
+    """``QuerySet.update`` sends no signal: the refresh asks the database, and
+    ``wsauth_disconnect --inactive`` closes the rest on every process at once."""
+    fred, gina = person(), person()
+    refreshing = open_echo(stack.a, stack.issuer.token(**fred))
+    idle = open_echo(stack.b, stack.issuer.token(**gina))
+    names = [fred["preferred_username"], gina["preferred_username"]]
+    manage(
+        stack.env,
+        "shell",
+        "-c",
+        "from django.contrib.auth import get_user_model; "
+        f"get_user_model().objects.filter(username__in={names!r}).update(is_active=False)",
+    )
+    refreshing.send(json.dumps({"type": "wsauth.refresh", "token": stack.issuer.token(**fred)}))
+    assert closed_with(refreshing, within=5) == 4403
+    assert still_echoes(idle)  # nothing told process B yet
+    started = time.monotonic()
+    out = manage(stack.env, "wsauth_disconnect", "--inactive").stdout
+    assert closed_with(idle, within=max(0.1, 2.0 - (time.monotonic() - started))) == 4403
+    assert "inactive users" in out
+
+
 # -- back-channel logout ----------------------------------------------------------------------
 
 

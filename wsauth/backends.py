@@ -32,6 +32,12 @@ class OIDCBackend(OIDCAuthenticationBackend):
             # Without browser login settings, only the user-mapping hooks are needed.
             self.UserModel = get_user_model()
 
+    def get_user(self, user_id: Any) -> Any:
+        """As Django's ``ModelBackend``: no inactive user (mozilla-django-oidc returns them,
+        so a sync view took a session of a deactivated user as logged in)."""
+        user = super().get_user(user_id)
+        return user if user is not None and self.user_can_authenticate(user) else None
+
     @staticmethod
     def issuer_of(claims: dict[str, Any]) -> str:
         # Userinfo responses carry no 'iss': they come from the configured issuer.

@@ -25,7 +25,7 @@ from .conf import get_conf
 from .errors import Limited, Refused
 from .loops import PerLoop
 from .tokens import TokenError, validate_access_token
-from .users import UserRefused, display_name, user_for_claims
+from .users import UserRefused, display_name, require_active, user_for_claims
 
 logger = logging.getLogger("wsauth")
 
@@ -334,7 +334,8 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
                     method="message",
                     expires_at=verified.expires_at,
                 )
-            else:
+            else:  # a refresh: the database says whether the user is still active
+                await require_active(user)
                 await revoke.check(user, verified.claims, None)
         except (UserRefused, revoke.Revoked) as exc:
             await self.close_for(close_codes.FORBIDDEN, exc.detail)

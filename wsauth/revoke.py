@@ -394,6 +394,63 @@ def disconnect_user(user: Any, *, reason: str = "revoked") -> None:
     async_to_sync(adisconnect_user)(user, reason=reason)
 
 
+#: Users per broadcast message of ``adisconnect_users``: a few KiB of group names each.
+BULK_CHUNK = 500
+
+
+async def _revoke_users(users: list[Any], reason: str) -> None:
+    await asyncio.gather(*(_mark("user", user.pk) for user in users))
+    for user in users:
+        _forget(user)
+    await _send([user_group(user.pk) for user in users], reason)
+    for user in users:
+        await sync_to_async(_signal)(user, None, None, None, reason)
+
+
+async def adisconnect_users(users: Any, *, reason: str = "revoked") -> int:
+    """``adisconnect_user`` for many users, e.g. after a directory sync deactivated them
+    with ``QuerySet.update`` (which sends no signal): their markers, then one broadcast
+    per ``BULK_CHUNK`` users instead of one each. ``users``: an iterable, or an async one
+    such as a QuerySet. Returns how many users."""
+    count, chunk = 0, []
+    if hasattr(users, "__aiter__"):
+        async for user in users:
+            chunk.append(user)
+            if len(chunk) == BULK_CHUNK:
+                count += len(chunk)
+                await _revoke_users(chunk, reason)
+                chunk = []
+    else:
+        for user in users:
+            chunk.append(user)
+            if len(chunk) == BULK_CHUNK:
+                count += len(chunk)
+                await _revoke_users(chunk, reason)
+                chunk = []
+    if chunk:
+        count += len(chunk)
+        await _revoke_users(chunk, reason)
+    logger.info("wsauth: revoked sockets of %d users: %s", count, reason)
+    return count
+
+
+def disconnect_users(users: Iterable[Any], *, reason: str = "revoked") -> int:
+    """Sync form of ``adisconnect_users``: ``users`` (a QuerySet's ``iterator()``, say) is
+    read here, in sync code, a chunk at a time."""
+    count, chunk = 0, []
+    for user in users:
+        chunk.append(user)
+        if len(chunk) == BULK_CHUNK:
+            count += len(chunk)
+            async_to_sync(_revoke_users)(chunk, reason)
+            chunk = []
+    if chunk:
+        count += len(chunk)
+        async_to_sync(_revoke_users)(chunk, reason)
+    logger.info("wsauth: revoked sockets of %d users: %s", count, reason)
+    return count
+
+
 def _user_for_subject(issuer: str, subject: str) -> Any:
     from django.utils.module_loading import import_string
 
