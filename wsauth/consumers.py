@@ -184,10 +184,11 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             return
-        groups = revoke.groups_for(user, self.wsauth.get("claims"))
+        info = self.wsauth
+        claims = info.get("claims") or info.get("session")  # a session ticket's OpenID session
+        groups = revoke.groups_for(user, claims)
         new = [g for g in groups if g not in self._revocation_groups]
         if new:
-            info = self.wsauth
             try:
                 await revoke.join(
                     self,
@@ -195,7 +196,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
                     self.channel_layer,
                     since=info.get("checked_at"),
                     user_pk=user.pk,
-                    claims=info.get("claims"),
+                    claims=claims,
                 )
             finally:  # registered even when revoked meanwhile: leave() on disconnect
                 self._revocation_groups += tuple(new)

@@ -164,7 +164,7 @@ class WSAuthMiddleware(BaseMiddleware):
                     place = await admission.admit(
                         attempt,
                         identity.user,
-                        identity.claims,
+                        identity.revocable,
                         identity.issued_at,
                         method=identity.method,
                         expires_at=identity.expires_at,

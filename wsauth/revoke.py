@@ -468,6 +468,9 @@ async def adisconnect_subject(
     user = await sync_to_async(_user_for_subject)(issuer, subject)
     _forget(user, issuer, subject)
     if user is not None:
+        # Every socket of the user closes, so every credential of the user is refused:
+        # a session that logged in by password too (its tickets carry no ``sub``).
+        await _mark("user", user.pk)
         await _send([user_group(user.pk)], reason)
     logger.info("wsauth: revoked sockets of sub=%s: %s", subject, reason)
     await sync_to_async(_signal)(user, issuer, subject, None, reason)
