@@ -20,12 +20,12 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import admission, close_codes, revoke
+from . import admission, close_codes, revoke, tickets
 from .conf import get_conf
 from .errors import Limited, Refused
 from .loops import PerLoop
-from .tokens import TokenError, validate_access_token
-from .users import UserRefused, display_name, require_active, user_for_claims
+from .tokens import TokenError, shared_claims, validate_access_token
+from .users import UserRefused, display_name, require_active, user_by_pk, user_for_claims
 
 logger = logging.getLogger("wsauth")
 
@@ -300,6 +300,8 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         elif kind == "wsauth.refresh":
             if self.pending:
                 await self.close_for(close_codes.CREDENTIAL_INVALID, "refresh before auth")
+            elif "ticket" in frame:
+                await self._refresh_by_ticket(frame.get("ticket"))
             else:
                 await self._refresh(frame)
         else:
@@ -388,6 +390,15 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         if not self._refresh_allowed():
             await self.close_for(close_codes.RATE_LIMITED, "too many refreshes")
             return
+        if self.wsauth.get("dpop_jkt") is not None:
+            # No proof can ride on a frame; the ticket endpoint checks one. The socket stays
+            # open: a client that cannot do this reconnects with a DPoP ticket at 4001.
+            await self._error(
+                "ticket_required",
+                "this socket is bound to a DPoP key: refresh it with "
+                '{"type": "wsauth.refresh", "ticket": <a fresh DPoP ticket>}',
+            )
+            return
         checked_at = time.time()  # before the revocation markers are read
         result = await self._verify(frame)
         if result is None:
@@ -401,16 +412,63 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         if not same:
             await self.close_for(close_codes.FORBIDDEN, "refresh for another subject")
             return
-        self.scope["wsauth"] = {
-            **self.wsauth,
-            "claims": verified.claims,
-            "expires_at": verified.expires_at,
-            "checked_at": checked_at,
-        }
+        await self._renewed(checked_at, claims=verified.claims, expires_at=verified.expires_at)
+
+    async def _refresh_by_ticket(self, ticket: Any) -> None:
+        """``{"type": "wsauth.refresh", "ticket": ...}``: a fresh ticket from the ticket
+        endpoint, for the same user (the same ``iss`` and ``sub`` when both carry claims)
+        and, on a DPoP-bound socket, bound to the same key: its proof was checked where
+        one can be sent, on the ticket request (RFC 9449)."""
+        if not self._refresh_allowed():
+            await self.close_for(close_codes.RATE_LIMITED, "too many refreshes")
+            return
+        checked_at = time.time()
+        try:
+            record = await tickets.redeem(ticket) if isinstance(ticket, str) else None
+        except tickets.TicketStoreError:
+            await self._error("unavailable", "the ticket store is unavailable; retry shortly")
+            return
+        if record is None:
+            await self.close_for(close_codes.CREDENTIAL_INVALID, "invalid_ticket on refresh")
+            return
+        bound = record.get("origin")
+        if bound and bound != self.wsauth.get("origin"):
+            await self.close_for(close_codes.CREDENTIAL_INVALID, "ticket_origin_mismatch")
+            return
+        conf = get_conf()
+        claims = record.get("claims")
+        claims = shared_claims(claims, conf) if isinstance(claims, dict) else None
+        old = self.wsauth.get("claims")
+        session = record.get("session") if record.get("via") == "session" else None
+        try:
+            user = await user_by_pk(record.get("uid"))
+            await require_active(user)
+            if user.pk != self.scope["user"].pk or (
+                claims is not None
+                and old is not None
+                and (claims.get("iss"), claims.get("sub")) != (old.get("iss"), old.get("sub"))
+            ):
+                raise UserRefused("other_subject", "refresh for another subject")
+            jkt = self.wsauth.get("dpop_jkt")
+            if jkt is not None and record.get("dpop_jkt") != jkt:
+                raise UserRefused("other_key", "refresh bound to another DPoP key")
+            issued_at = record.get("login_at") if claims is None else None  # a session's login
+            await revoke.check(user, claims if claims is not None else session, issued_at)
+        except (UserRefused, revoke.Revoked) as exc:
+            await self.close_for(close_codes.FORBIDDEN, f"{exc.reason}: {exc.detail}")
+            return
+        expires_at = record.get("credential_expires_at")
+        await self._renewed(checked_at, claims=claims, expires_at=expires_at, session=session)
+
+    async def _renewed(self, checked_at: float, **record: Any) -> None:
+        """The socket's credential is now ``record``: re-arm its deadlines, join any new
+        revocation group, and say so."""
+        self.scope["wsauth"] = {**self.wsauth, **record, "checked_at": checked_at}
         self._schedule_expiry()
         if not await self._accept_revocable():
             return
-        await self.send(text_data=_frame(type="wsauth.refreshed", expires_at=verified.expires_at))
+        expires_at = self.wsauth.get("expires_at")
+        await self.send(text_data=_frame(type="wsauth.refreshed", expires_at=expires_at))
 
     # -- timers: the first-frame timeout, the credential's deadlines ----------------------------
 
