@@ -121,6 +121,16 @@ def test_subprotocol_method(harness):
     page.close()
 
 
+def test_a_large_message_from_chromium_passes_the_frame_limits(harness):
+    """MAX_FRAGMENTS and FRAME_RATE count what Chromium sends for a 200 KB message."""
+    page = run(harness, lambda n: harness.issuer.token(name="Big"))
+    wait_for(page, lambda s: ["msg", "Hello Big"] in s)
+    page.evaluate("() => window.conn.send('b'.repeat(200000))")
+    seen = wait_for(page, lambda s: any(e[0] == "msg" and len(e[1]) > 200000 for e in s))
+    assert states(seen) == ["connecting", "open"]
+    page.close()
+
+
 def test_ticket_method(harness):
     page = run(harness, lambda n: harness.issuer.token(name="Tick"), method="ticket")
     wait_for(page, lambda s: ["msg", "Hello Tick"] in s)

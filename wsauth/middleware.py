@@ -20,6 +20,7 @@ from django.utils.module_loading import import_string
 from . import admission, close_codes, revoke
 from .authenticators import BaseAuthenticator, Handshake, Identity
 from .conf import Conf, get_conf, on_reset
+from .contrib.daphne_limits import guard
 from .errors import Limited, Refused, Unavailable, WSAuthError
 from .logutil import mask
 from .origins import gate
@@ -117,6 +118,7 @@ class _SelectingSend:
         asked = message.get("subprotocol")
         if asked not in self.offered and asked != self.chosen:  # (no copy to keep)
             message = {**message, "subprotocol": self.chosen}
+        guard(self.send)  # the server's own limits: bytes queued, fragments, frames
         await self.send(message)
         # Answered: the server's copies of the request need the credential no more.
         forget_credentials(self.send, get_conf().subprotocol_prefix)
