@@ -20,7 +20,7 @@ from django.utils.module_loading import import_string
 from . import admission, close_codes, revoke
 from .authenticators import BaseAuthenticator, Handshake, Identity
 from .conf import Conf, get_conf, on_reset
-from .contrib.daphne_limits import guard
+from .contrib.daphne_limits import guard, over_queue
 from .errors import Limited, Refused, Unavailable, WSAuthError
 from .logutil import mask
 from .origins import gate
@@ -107,18 +107,28 @@ class _SelectingSend:
     selected, otherwise ours. An unoffered one makes Daphne hang, none makes Chromium
     fail the handshake. (A slotted object: it lives as long as the socket.)"""
 
-    __slots__ = ("chosen", "offered", "send")
+    __slots__ = ("chosen", "offered", "send", "transport")
 
     def __init__(self, send: Any, offered: list[str], chosen: str | None) -> None:
         self.send, self.offered, self.chosen = send, offered, chosen
+        self.transport: Any = None  # the server's, watched for MAX_QUEUED_BYTES
 
     async def __call__(self, message: dict[str, Any]) -> None:
         if message["type"] != "websocket.accept":
+            transport = self.transport
+            if (
+                transport is not None
+                and (transport._tempDataLen or transport.dataBuffer)  # unsent bytes
+                and over_queue(self.send, transport, message)
+            ):
+                return  # a client that does not read: closed (4008), or about to be
             return await self.send(message)
         asked = message.get("subprotocol")
         if asked not in self.offered and asked != self.chosen:  # (no copy to keep)
             message = {**message, "subprotocol": self.chosen}
-        guard(self.send)  # the server's own limits: bytes queued, fragments, frames
+        # The server's own limits: frames and fragments in its protocol; the bytes it
+        # holds unsent for the client, here before each message.
+        self.transport = guard(self.send)
         await self.send(message)
         # Answered: the server's copies of the request need the credential no more.
         forget_credentials(self.send, get_conf().subprotocol_prefix)

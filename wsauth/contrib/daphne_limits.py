@@ -5,22 +5,25 @@ The application sees whole messages and never the write buffer. A client that ne
 reads lets every message sent to it pile up in the server's write buffer (measured: 300
 echoes of 200 KiB took Daphne from 87 to 144 MiB, and the socket stayed open); a client
 that sends 60,000 one-byte continuation fragments of a message it never ends costs
-autobahn 0.4 s of CPU (it re-slices its buffer once per frame) and stalls every other
+autobahn 0.8 s of CPU (it re-slices its buffer once per frame) and stalls every other
 socket of the process, while no message, and so no ``MESSAGE_RATE``, is ever counted.
 
 ``guard(send)`` gives the socket's protocol object (reached through Daphne's ``send``,
 ``functools.partial(server.handle_reply, protocol)``) a subclass of its own class that
-checks, before each frame is parsed and before each message is written:
+counts each frame as it begins, and hands the middleware the transport whose unsent bytes
+it looks at before each message is written (``over_queue``):
 
 - ``MAX_QUEUED_BYTES``: what the transport holds unsent, plus the next message; beyond,
   close 4008 (as Centrifugo's ``client_queue_max_size``, 1 MiB by default);
 - ``MAX_FRAGMENTS``: frames per message; beyond, close 4009;
 - ``FRAME_RATE``: every frame the client sends (data, continuation, ping), authenticated
-  or not yet; beyond, close 4429.
+  or not yet, in windows of the rate's period (a burst may reach twice the count);
+  beyond, close 4429.
 
 A refused socket gets its close frame and no more reading; a client that does not read it
-is dropped a second later, its buffer with it. Nothing per socket is allocated until
-its first frame (a few attributes in the protocol's dict, which has room for them). With
+is dropped a second later, its buffer with it. Per socket: four attributes in the
+protocol's dict (about 100 entries in room for 170: no resize) and a slot in the
+middleware's ``send``. With
 another server nothing is found and nothing is changed: what a proxy must cap there is
 in docs/security.md.
 """
@@ -77,6 +80,7 @@ def limits() -> Limits:
 def _drop() -> None:
     global _limits
     _limits = None
+    _guarded.clear()  # built with the old limits (sockets open already keep theirs)
 
 
 def queued_bytes(transport: Any) -> int:
@@ -86,13 +90,16 @@ def queued_bytes(transport: Any) -> int:
         if transport is None:
             break
         buffer = getattr(transport, "dataBuffer", None)
-        if isinstance(buffer, bytes | bytearray | memoryview):
+        if isinstance(buffer, _BUFFERS):
             offset = getattr(transport, "offset", 0)
             pending = getattr(transport, "_tempDataLen", 0)
-            total += len(buffer) - (offset if isinstance(offset, int) else 0)
-            total += pending if isinstance(pending, int) else 0
+            total += len(buffer) - (offset if type(offset) is int else 0)
+            total += pending if type(pending) is int else 0
         transport = getattr(transport, "transport", None)
     return total
+
+
+_BUFFERS = (bytes, bytearray, memoryview)
 
 
 def _refuse(protocol: Any, code: int, reason: str) -> None:
@@ -106,6 +113,7 @@ def _refuse(protocol: Any, code: int, reason: str) -> None:
         ":".join(map(str, getattr(protocol, "client_addr", None) or ("-",))),
         reason,
     )
+    protocol._wsauth_refused = True
     protocol.wasClean = False
     protocol.wasNotCleanReason = reason
     protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode()[:123], isReply=False)
@@ -118,83 +126,130 @@ def _refuse(protocol: Any, code: int, reason: str) -> None:
         txaio.call_later(CLOSE_GRACE, abort)  # type: ignore[attr-defined]
 
 
-class _Guard:
-    """Mixed in before Daphne's protocol class (see ``guard``)."""
+def _guarded_class(cls: type, rules: Limits) -> type:
+    """``cls`` with ``rules`` counted where autobahn's Twisted adapter passes frames on
+    (``_onMessageBegin``, ``_onMessageFrameBegin``, ``_onPing``, ``_onPong``: one line
+    each, calling the public hook). Replacing a pass-through adds no call per frame; the
+    common case is a few attribute reads, and the clock is read once per ``FRAME_RATE``
+    count of frames."""
+    fragments = rules.max_fragments or _UNLIMITED
+    frames, per = rules.frames or _UNLIMITED, rules.per
 
-    # Class-level starting values: an instance gets its own at its first frame.
-    _wsauth_allowance = -1.0  # frames it may send now (a token bucket); -1: unset
-    _wsauth_stamp = 0.0
-    _wsauth_fragments = 0
+    def counted(self: Any) -> bool:
+        """Count a frame; False (and the socket refused) past FRAME_RATE."""
+        n = self._wsauth_frames + 1
+        self._wsauth_frames = n
+        if n >= self._wsauth_window_at:  # FRAME_RATE's count since the window opened
+            now = time.monotonic()
+            if now < self._wsauth_window_end:
+                _refuse(self, close_codes.RATE_LIMITED, "too many frames (FRAME_RATE)")
+                return False
+            self._wsauth_window_end, self._wsauth_window_at = now + per, n + frames
+        return True
 
-    def onFrameBegin(self) -> None:
-        refusal = _frame_refusal(self, limits())
-        if refusal is not None:
-            _refuse(self, *refusal)
-            return
-        super().onFrameBegin()  # type: ignore[misc]
+    def _onMessageBegin(self: Any, is_binary: bool) -> None:
+        self._wsauth_message_at = self._wsauth_frames  # frames before this message
+        self.onMessageBegin(is_binary)
 
-    def serverSend(self, content: Any, binary: bool = False) -> None:
-        limit = limits().max_queued
-        if limit is not None and self.state == self.STATE_OPEN:  # type: ignore[attr-defined]
-            queued = queued_bytes(self.transport)  # type: ignore[attr-defined]
-            if queued and queued + len(content) > limit:
-                reason = f"{queued} bytes queued for a client that does not read them"
-                _refuse(self, close_codes.SLOW_CLIENT, f"{reason} (MAX_QUEUED_BYTES {limit})")
-                return
-        super().serverSend(content, binary)  # type: ignore[misc]
+    def _onMessageFrameBegin(self: Any, length: int) -> None:
+        n = self._wsauth_frames + 1
+        if n - self._wsauth_message_at > fragments:
+            reason = f"a message in more than {fragments} fragments (MAX_FRAGMENTS)"
+            _refuse(self, close_codes.MESSAGE_TOO_BIG, reason)
+        elif n < self._wsauth_window_at:  # the common case, inline
+            self._wsauth_frames = n
+            self.onMessageFrameBegin(length)
+        elif counted(self):
+            self.onMessageFrameBegin(length)
 
+    def _onPing(self: Any, payload: bytes) -> None:
+        if counted(self):
+            self.onPing(payload)
 
-def _frame_refusal(protocol: Any, rules: Limits) -> tuple[int, str] | None:
-    frame = protocol.current_frame
-    if rules.max_fragments is not None and frame.opcode <= 7:  # a data frame
-        fragments = protocol._wsauth_fragments + 1 if protocol.inside_message else 1
-        protocol._wsauth_fragments = fragments
-        if fragments > rules.max_fragments:
-            return (
-                close_codes.MESSAGE_TOO_BIG,
-                f"a message in more than {rules.max_fragments} fragments (MAX_FRAGMENTS)",
-            )
-    if rules.frames is not None:
-        now = time.monotonic()
-        allowance = protocol._wsauth_allowance
-        if allowance < 0:
-            allowance = float(rules.frames)
-        else:
-            refill = (now - protocol._wsauth_stamp) * rules.frames / rules.per
-            allowance = min(float(rules.frames), allowance + refill)
-        protocol._wsauth_stamp = now
-        if allowance < 1:
-            protocol._wsauth_allowance = allowance
-            return close_codes.RATE_LIMITED, "too many frames (FRAME_RATE)"
-        protocol._wsauth_allowance = allowance - 1
-    return None
+    def _onPong(self: Any, payload: bytes) -> None:
+        if counted(self):
+            self.onPong(payload)
+
+    return type(
+        f"Guarded{cls.__name__}",
+        (cls,),
+        {
+            "__module__": __name__,
+            "_wsauth_guarded": True,
+            "_onMessageBegin": _onMessageBegin,
+            "_onMessageFrameBegin": _onMessageFrameBegin,
+            "_onPing": _onPing,
+            "_onPong": _onPong,
+        },
+    )
 
 
+_UNLIMITED = 1 << 62
+_HOOKS = ("_onMessageBegin", "_onMessageFrameBegin", "_onPing", "_onPong")
 _guarded: dict[type, type] = {}
+
+
+def over_queue(send: Any, transport: Any, message: dict[str, Any]) -> bool:
+    """Called by the middleware for a message to a socket whose transport holds unsent
+    bytes: True when it must not be sent (the client does not read; refused now or
+    before)."""
+    protocol = send.args[0]
+    if getattr(protocol, "_wsauth_refused", False):
+        return True  # until Daphne sees the connection lost
+    limit = limits().max_queued
+    if limit is None or message.get("type") != "websocket.send":
+        return False
+    content = message.get("bytes") or message.get("text") or ""
+    queued = queued_bytes(transport)
+    if queued + len(content) <= limit or protocol.state != protocol.STATE_OPEN:
+        return False
+    reason = f"{queued} bytes queued for a client that does not read them"
+    _refuse(protocol, close_codes.SLOW_CLIENT, f"{reason} (MAX_QUEUED_BYTES {limit})")
+    return True
 
 
 def _protocol(send: Any) -> Any | None:
     """Daphne's (autobahn's) protocol object behind ``send``, or ``None``."""
     if isinstance(send, functools.partial) and send.args:
         candidate = send.args[0]
-        if all(
-            callable(getattr(candidate, name, None))
-            for name in ("onFrameBegin", "serverSend", "sendCloseFrame", "dropConnection")
-        ):
+        needed = (*_HOOKS, "onMessageFrameBegin", "sendCloseFrame", "dropConnection")
+        if all(callable(getattr(candidate, name, None)) for name in needed):
             return candidate
     return None
 
 
-def guard(send: Any) -> bool:
-    """Put the socket behind ``send`` under the limits; True when it is a Daphne socket."""
+def _tcp(transport: Any) -> Any | None:
+    """The Twisted TCP transport under ``transport`` (itself, or below a TLS wrapper)."""
+    for _ in range(3):
+        if transport is None:
+            return None
+        if isinstance(getattr(transport, "dataBuffer", None), _BUFFERS) and isinstance(
+            getattr(transport, "_tempDataLen", None), int
+        ):
+            return transport
+        transport = getattr(transport, "transport", None)
+    return None
+
+
+def guard(send: Any) -> Any | None:
+    """Put the socket behind ``send`` under the limits. Returns the transport whose unsent
+    bytes the caller watches (``over_queue``) when ``MAX_QUEUED_BYTES`` is on, else None;
+    None, and nothing changed, when ``send`` is not Daphne's."""
     protocol = _protocol(send)
     if protocol is None:
-        return False
-    if isinstance(protocol, _Guard) or not limits().active:
-        return True
-    cls = type(protocol)
-    guarded = _guarded.get(cls)
-    if guarded is None:
-        guarded = _guarded[cls] = type(f"Guarded{cls.__name__}", (_Guard, cls), {})
-    protocol.__class__ = guarded
-    return True
+        return None
+    rules = limits()
+    if rules.max_fragments is not None or rules.frames is not None:
+        if not getattr(protocol, "_wsauth_guarded", False):
+            cls = type(protocol)
+            guarded = _guarded.get(cls)
+            if guarded is None:
+                guarded = _guarded[cls] = _guarded_class(cls, rules)
+            protocol.__class__ = guarded
+            # On the instance, not the class: what is read on every frame is then a hit
+            # in the instance's dict, not a miss that falls through to the class.
+            protocol._wsauth_frames = protocol._wsauth_message_at = 0
+            protocol._wsauth_window_at, protocol._wsauth_window_end = 0, 0.0
+    if rules.max_queued is None:
+        return None
+    return _tcp(getattr(protocol, "transport", None))
