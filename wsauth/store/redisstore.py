@@ -164,7 +164,10 @@ class RedisStore(Store):
         finally:
             client.close()
         if self.spec.kind == "cluster":  # {node: info}: the oldest node decides
-            versions = [str(i["redis_version"]) for i in info.values()] if info else []
+            # redis-py routes INFO by the server's command tips: to every node, or to one
+            # (then the answer is that node's info, not a dict of them).
+            infos = [i for i in (info or {}).values() if isinstance(i, dict)] or [info or {}]
+            versions = [str(i["redis_version"]) for i in infos if "redis_version" in i]
             return min(versions, key=_version_key) if versions else None
         return str(info["redis_version"])
 
