@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -88,23 +87,6 @@ def attempt(server: DaphneServer, token: str, headers: dict[str, str] | None = N
         return closed.rcvd.code
     except InvalidStatus as exc:
         return exc.response.status_code
-
-
-def wait_for_places(count: int, timeout: float = 3.0) -> bool:
-    """Until the registry holds ``count`` live places (every user's, in the test's DB)."""
-    client = redis.Redis.from_url(REDIS_URL)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            held = sum(
-                client.zcount(key, f"({time.time()}", "+inf")
-                for key in client.scan_iter(match="*:sockets")
-            )
-            if held == count or time.monotonic() > deadline:
-                return held == count
-            time.sleep(0.05)
-    finally:
-        client.close()
 
 
 def test_user_handshake_rate_limited_and_logged_once(stack: Stack) -> None:
