@@ -19,7 +19,7 @@ from bench.context import Context, Options  # noqa: E402
 from bench.report import Results, machine, table  # noqa: E402
 from bench.servers import raise_fd_limit, use_private_redis  # noqa: E402
 
-SECTIONS = ["tokens", "jwks", "handshakes", "messages", "memory", "scaleout", "edge"]
+SECTIONS = ["tokens", "jwks", "handshakes", "messages", "memory", "scaleout", "edge", "frames"]
 ALIASES = {"scale-out": "scaleout", "handshake": "handshakes", "token": "tokens"}
 
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {unknown}; choose from {SECTIONS}")
-    if args.callgrind and not {"handshakes", "messages"} & set(chosen):
+    if args.callgrind and not {"handshakes", "messages", "frames"} & set(chosen):
         chosen.append("handshakes")
     if args.tracemalloc and "memory" not in chosen:
         chosen.append("memory")

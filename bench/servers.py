@@ -34,6 +34,7 @@ APPS = {
     "session": "bench.asgi_session:application",
     "wsauth": "project.asgi:application",
     "wsauth-local": "project.asgi:application",
+    "wsauth-unguarded": "project.asgi:application",
 }
 
 #: Settings on top of the project's, per app: ``wsauth-local`` turns off the checks that
@@ -47,6 +48,8 @@ APP_SETTINGS: dict[str, dict[str, Any]] = {
         "MAX_SOCKETS_PER_USER": None,
         "REVOCATION_CHECK": False,
     },
+    # without the server-side frame limits (bench.frames)
+    "wsauth-unguarded": {"MAX_QUEUED_BYTES": None, "MAX_FRAGMENTS": None, "FRAME_RATE": None},
 }
 
 

@@ -12,6 +12,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -66,6 +67,7 @@ class Issuer:
         self.down = False
         self.delay = 0.0
         self.malformed: str | None = None  # "discovery" | "jwks"
+        self.logins: dict[str, dict[str, Any]] = {}  # authorization code -> the login
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -141,6 +143,34 @@ class Issuer:
             headers=header,
         )
 
+    def authorize(self, client_id: str, nonce: str, **claims: Any) -> str:
+        """A browser login at the provider: the authorization code its redirect carries.
+        The token endpoint trades it for an ID token (with ``nonce``, and ``sid`` when
+        given) and an access token for the same ``sub``."""
+        code = uuid.uuid4().hex
+        self.logins[code] = {"client_id": client_id, "nonce": nonce, **self.claims(**claims)}
+        return code
+
+    def _token_response(self, code: str) -> dict[str, Any] | None:
+        login = self.logins.pop(code, None)
+        if login is None:
+            return None
+        client_id, nonce = login.pop("client_id"), login.pop("nonce")
+        now = int(time.time())
+        id_claims = {k: login[k] for k in ("iss", "sub", "sid", "name", "email") if k in login} | {
+            "aud": client_id,
+            "iat": now,
+            "exp": now + 300,
+            "nonce": nonce,
+            "auth_time": now,
+        }
+        kid = self.default_kid
+        id_token = jwt.encode(
+            id_claims, self.keys[kid][0], algorithm="RS256", headers={"kid": kid, "typ": "JWT"}
+        )
+        access = self.token(**{k: v for k, v in login.items() if k not in ("iat", "nbf", "exp")})
+        return {"access_token": access, "id_token": id_token, "token_type": "Bearer"}
+
     def jwks(self) -> dict[str, Any]:
         keys = [public_jwk(self.keys[kid][0], kid) for kid in self.published]
         return {"keys": keys + self.extra_jwks}
@@ -170,9 +200,20 @@ class Issuer:
                         "jwks_uri": issuer.url + "/realms/test/jwks",
                         "authorization_endpoint": issuer.url + "/realms/test/auth",
                         "token_endpoint": issuer.url + "/realms/test/token",
+                        "userinfo_endpoint": issuer.url + "/realms/test/userinfo",
                     }
                     if issuer.malformed == "discovery":
                         body = ["not", "an", "object"]
+                elif path == "/realms/test/userinfo":
+                    bearer = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                    try:
+                        claims = jwt.decode(bearer, options={"verify_signature": False})
+                    except jwt.InvalidTokenError:
+                        self.send_response(401)
+                        self.end_headers()
+                        return
+                    keep = ("sub", "name", "preferred_username", "email")
+                    body = {k: claims[k] for k in keep if k in claims}
                 elif path == "/realms/test/jwks":
                     with issuer._lock:
                         issuer.jwks_fetches += 1
@@ -185,6 +226,19 @@ class Issuer:
                     return
                 data = json.dumps(body).encode()
                 self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode())
+                answer = None
+                if self.path.split("?")[0] == "/realms/test/token":
+                    answer = issuer._token_response((form.get("code") or [""])[0])
+                data = json.dumps(answer or {"error": "invalid_grant"}).encode()
+                self.send_response(200 if answer else 400)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

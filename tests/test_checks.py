@@ -203,3 +203,23 @@ def test_check_deploy_runs_the_redis_version_check(settings, old_redis):
     call_command("check", tags=["caches"])  # no deploy: no version check, no error
     with pytest.raises(SystemCheckError, match=r"wsauth\.E015"):
         call_command("check", tags=["caches"], deploy=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("MAX_QUEUED_BYTES", 0), ("MAX_QUEUED_BYTES", "1MB"), ("MAX_FRAGMENTS", -1)],
+)
+def test_frame_limits_must_be_positive_or_none(settings, name, value):
+    assert "wsauth.E023" in ids(settings, **{name: value})
+    assert "wsauth.E023" not in ids(settings, **{name: None})
+
+
+def test_a_frame_rate_below_the_message_rate_is_a_warning(settings):
+    assert "wsauth.W006" in ids(settings, FRAME_RATE="50/second", MESSAGE_RATE="100/second")
+    assert "wsauth.W006" not in ids(settings, FRAME_RATE="200/second")
+    assert "wsauth.E012" in ids(settings, FRAME_RATE="often")
+
+
+def test_signed_cookie_sessions_are_a_warning(settings):
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+    assert "wsauth.W007" in ids(settings)

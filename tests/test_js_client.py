@@ -3,6 +3,8 @@ reconnect with backoff on 4001/4408/4429 and network drops, stop on 4401/4403.""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import time
@@ -19,8 +21,9 @@ pytestmark = pytest.mark.browser
 
 
 class Harness:
-    def __init__(self, issuer, env, server, strict, browser, tmp) -> None:
+    def __init__(self, issuer, env, server, strict, nonce, browser, tmp) -> None:
         self.issuer, self.env, self.server, self.strict = issuer, env, server, strict
+        self.nonce = nonce
         self.browser, self.tmp = browser, tmp
         self.tokens: Callable[[int], str] = lambda n: issuer.token()
 
@@ -37,13 +40,14 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     env = migrated_project_env(tmp, issuer, WSAUTH_OVERRIDES=json.dumps(overrides))
     server = DaphneServer(env, tmp / "main.log").start()
     strict = DaphneServer(with_overrides(env, REFRESH_BURST=0), tmp / "strict.log").start()
-    manage(env, "wsauth_origins", "add", server.http, strict.http)
+    nonce = DaphneServer(with_overrides(env, DPOP_REQUIRE_NONCE=True), tmp / "nonce.log").start()
+    manage(env, "wsauth_origins", "add", server.http, strict.http, nonce.http)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield Harness(issuer, env, server, strict, browser, tmp)
+        yield Harness(issuer, env, server, strict, nonce, browser, tmp)
         browser.close()
-    server.stop()
-    strict.stop()
+    for daphne in (server, strict, nonce):
+        daphne.stop()
     issuer.stop()
 
 
@@ -135,6 +139,15 @@ def test_an_application_protocol_is_offered_by_default(harness, protocols):
     page.goto(harness.server.http + "/")
     selected, greeting = page.evaluate(DEFAULTS, [harness.server.ws + "/ws/echo/", protocols])
     assert (selected, greeting) == ("wsauth", "Hello Default")
+
+
+def test_a_large_message_from_chromium_passes_the_frame_limits(harness):
+    """MAX_FRAGMENTS and FRAME_RATE count what Chromium sends for a 200 KB message."""
+    page = run(harness, lambda n: harness.issuer.token(name="Big"))
+    wait_for(page, lambda s: ["msg", "Hello Big"] in s)
+    page.evaluate("() => window.conn.send('b'.repeat(200000))")
+    seen = wait_for(page, lambda s: any(e[0] == "msg" and len(e[1]) > 200000 for e in s))
+    assert states(seen) == ["connecting", "open"]
     page.close()
 
 
@@ -205,6 +218,60 @@ def test_stops_on_4401_and_4403(harness, second, code):
     assert ["state", "stopped", code] in seen
     time.sleep(1.5)  # no reconnect after a stop
     assert states(events(page)).count("connecting") == 1
+    page.close()
+
+
+DPOP_START = """async ([url]) => {
+  window.events = [];
+  const {connect} = await import("/static/wsauth/wsauth.js");
+  // The page's key: the private half never leaves WebCrypto.
+  const key = await crypto.subtle.generateKey({name: "ECDSA", namedCurve: "P-256"}, false, ["sign"]);
+  const jwk = await crypto.subtle.exportKey("jwk", key.publicKey);
+  const publicJwk = {kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y};
+  window.conn = connect(url, {
+    method: "ticket", dpopKey: key, initialDelay: 200, maxDelay: 800,
+    getToken: () => window.mintToken(publicJwk),
+    onMessage: (d) => window.events.push(["msg", d]),
+    onStateChange: (s, d) => window.events.push(["state", s, String(d)]),
+    onControl: (f) => window.events.push(["control", f.type]),
+  });
+}"""
+
+
+def jwk_thumbprint(jwk: dict[str, str]) -> str:
+    """RFC 7638, written here rather than taken from wsauth."""
+    members = {k: jwk[k] for k in ("crv", "kty", "x", "y")}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("nonce", [False, True], ids=["no-nonce", "server-nonce"])
+def test_a_dpop_bound_socket_renews_with_a_fresh_dpop_ticket(harness, nonce):
+    """A DPoP-bound socket cannot refresh with a token (no proof rides on a frame); it
+    trades a fresh token and proof for a ticket and refreshes with that, without a
+    reconnect. Before, the refresh was closed with 4401 and wsauth.js stopped."""
+    server = harness.nonce if nonce else harness.server
+    first_exp = int(time.time()) + 4
+    keys: list[str] = []
+
+    def mint(jwk: dict[str, str]) -> str:
+        keys.append(jwk_thumbprint(jwk))
+        exp = first_exp if len(keys) == 1 else int(time.time()) + 300
+        return harness.issuer.token(sub="js-dpop", name="Bound", exp=exp, cnf={"jkt": keys[-1]})
+
+    logged = len(server.log())
+    page = harness.browser.new_page()
+    page.expose_function("mintToken", mint)
+    page.goto(server.http + "/")
+    page.evaluate(DPOP_START, [server.ws + "/ws/echo/"])
+    seen = wait_for(page, lambda s: ["control", "wsauth.refreshed"] in s)
+    assert ["msg", "Hello Bound"] in seen
+    while time.time() < first_exp + 1.5:
+        time.sleep(0.2)
+    seen = events(page)
+    assert states(seen) == ["connecting", "open"], seen  # one socket, renewed in place
+    assert len(keys) == 2 and len(set(keys)) == 1
+    assert "closing socket" not in server.log()[logged:]
     page.close()
 
 

@@ -81,7 +81,8 @@ def closed_with(ws: ClientConnection, timeout: float = 4) -> int | None:
         return closed.rcvd.code if closed.rcvd else None
 
 
-def wait_for(check, timeout: float = 6):  # type: ignore[no-untyped-def]
+def wait_for(check, timeout: float = 15):  # type: ignore[no-untyped-def]
+    # Generous: the closes are counted once each server has seen them, late on a loaded CI.
     deadline = time.monotonic() + timeout
     while True:
         found = check()

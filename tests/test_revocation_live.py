@@ -162,6 +162,29 @@ def test_disconnect_subject_closes_sockets_of_that_subject(stack: Stack) -> None
     assert closed_with(ws, within=2.0) == 4403
 
 
+def test_a_bulk_deactivation_then_disconnect_inactive(stack: Stack) -> None:
+    """``QuerySet.update`` sends no signal: the refresh asks the database, and
+    ``wsauth_disconnect --inactive`` closes the rest on every process at once."""
+    fred, gina = person(), person()
+    refreshing = open_echo(stack.a, stack.issuer.token(**fred))
+    idle = open_echo(stack.b, stack.issuer.token(**gina))
+    names = [fred["preferred_username"], gina["preferred_username"]]
+    manage(
+        stack.env,
+        "shell",
+        "-c",
+        "from django.contrib.auth import get_user_model; "
+        f"get_user_model().objects.filter(username__in={names!r}).update(is_active=False)",
+    )
+    refreshing.send(json.dumps({"type": "wsauth.refresh", "token": stack.issuer.token(**fred)}))
+    assert closed_with(refreshing, within=5) == 4403
+    assert still_echoes(idle)  # nothing told process B yet
+    started = time.monotonic()
+    out = manage(stack.env, "wsauth_disconnect", "--inactive").stdout
+    assert closed_with(idle, within=max(0.1, 2.0 - (time.monotonic() - started))) == 4403
+    assert "inactive users" in out
+
+
 # -- back-channel logout ----------------------------------------------------------------------
 
 
@@ -341,3 +364,37 @@ def test_dpop_bound_token_refused_as_bearer_and_on_the_upgrade_by_default(stack:
     plain = stack.issuer.token(**person())
     url = stack.a.http + "/wsauth/ticket/"
     assert dpop_ticket(stack.a, plain, client.proof(url, plain))[0] == 401
+
+
+def test_a_dpop_bound_socket_renews_only_with_a_dpop_ticket_of_its_key(stack: Stack) -> None:
+    """No proof can ride on a frame: a token refresh gets an error frame (the socket stays
+    open, so an old client reconnects at 4001 instead of stopping at 4401); a fresh DPoP
+    ticket of the same key renews it; one of another key, or a spent one, does not."""
+    client, someone = DPoPClient(), DPoPClient()
+    who = person()
+    url = stack.a.http + "/wsauth/ticket/"
+
+    def fresh_ticket(holder: DPoPClient, exp: int) -> str:
+        token = stack.issuer.token(cnf={"jkt": holder.jkt}, exp=exp, **who)
+        status, _, body = dpop_ticket(stack.a, token, holder.proof(url, token))
+        assert status == 200, body
+        return str(body["ticket"])
+
+    now = int(time.time())
+    ws = connect(stack.b.ws + "/ws/echo/?ticket=" + fresh_ticket(client, now + 180))
+    assert ws.recv(timeout=5).startswith("Hello ")
+    bound = stack.issuer.token(cnf={"jkt": client.jkt}, **who)
+    ws.send(json.dumps({"type": "wsauth.refresh", "token": bound}))
+    error = json.loads(ws.recv(timeout=5))
+    assert (error["type"], error["error"]) == ("wsauth.error", "ticket_required")
+    assert still_echoes(ws)
+    renewal = fresh_ticket(client, now + 600)
+    ws.send(json.dumps({"type": "wsauth.refresh", "ticket": renewal}))
+    assert json.loads(ws.recv(timeout=5)) == {"type": "wsauth.refreshed", "expires_at": now + 600}
+    ws.send(json.dumps({"type": "wsauth.refresh", "ticket": renewal}))  # spent
+    assert closed_with(ws, within=5) == 4401
+
+    ws = connect(stack.a.ws + "/ws/echo/?ticket=" + fresh_ticket(client, now + 180))
+    assert ws.recv(timeout=5).startswith("Hello ")
+    ws.send(json.dumps({"type": "wsauth.refresh", "ticket": fresh_ticket(someone, now + 600)}))
+    assert closed_with(ws, within=5) == 4403

@@ -2,7 +2,7 @@
 
 ``test_every_credential_path_logs_masked`` drives every credential path of a Daphne
 process (accepted, refused, replayed, query token on and off, first-message auth,
-refresh, DPoP, back-channel logout) with wsauth's DEBUG logging on, then looks for each
+refresh by token and by ticket, DPoP, back-channel logout) with wsauth's DEBUG logging on, then looks for each
 token and ticket it used. ``test_no_secret_in_any_log_of_this_run`` runs last (file
 name) and greps every log file that the test run's Daphne processes wrote."""
 
@@ -83,6 +83,14 @@ def test_every_credential_path_logs_masked(tmp_path: Path) -> None:
         _try(f"{echo}?ticket={ticket}")
         _try(f"{echo}?ticket={ticket}")  # replayed: refused, and logged
         _try(f"{echo}?ticket={'x' * 43}")
+        renewal = _post(server.http + "/wsauth/ticket/", {"Authorization": f"Bearer {good}"})
+        secrets.append(renewal)
+        for _ in range(2):  # a refresh by ticket, then the same ticket spent
+            _try(
+                echo,
+                ["chat", PREFIX + good],
+                [json.dumps({"type": "wsauth.refresh", "ticket": renewal})],
+            )
         dpop_bound = issuer.token(cnf={"jkt": "x" * 43})
         secrets.append(dpop_bound)
         _post(

@@ -13,12 +13,14 @@ class WSAuthConfig(AppConfig):
 
     def ready(self) -> None:
         from django.contrib.auth import get_user_model
+        from django.contrib.auth.signals import user_logged_in, user_logged_out
         from django.db import transaction
         from django.db.models.signals import post_delete, post_save, pre_save
 
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import checks, sessions  # noqa: F401  (checks registers the system checks)
         from .edge import SERVER_LOGGERS
         from .logutil import filter_server_logs
+        from .revoke import sockets_revoked
         from .users import forget_user
 
         filter_server_logs(SERVER_LOGGERS)  # no credential in any server's own log lines
@@ -46,6 +48,9 @@ class WSAuthConfig(AppConfig):
         post_save.connect(
             _disconnect_deactivated, sender=user_model, dispatch_uid="wsauth_deact_post"
         )
+        user_logged_in.connect(sessions.on_logged_in, dispatch_uid="wsauth_login")
+        user_logged_out.connect(sessions.on_logged_out, dispatch_uid="wsauth_logout")
+        sockets_revoked.connect(sessions.on_revoked, dispatch_uid="wsauth_revoke_sessions")
         if apps.is_installed("django.contrib.admin"):
             from .admin import add_user_admin_action
 

@@ -39,6 +39,12 @@ class Identity:
     #: When the credential was issued, for revocation; None: the token's ``iat``.
     issued_at: float | None = None
 
+    @property
+    def revocable(self) -> dict[str, Any] | None:
+        """The claims revocation looks at: the token's, or a session ticket's OpenID
+        session (``iss``, ``sub``, ``sid``)."""
+        return self.claims if self.claims is not None else self.extra.get("session")
+
 
 @dataclass(slots=True)
 class Handshake:
@@ -141,17 +147,19 @@ class TicketAuthenticator(BaseAuthenticator):
         except UserRefused as exc:
             raise Refused(exc.reason, exc.detail, credential=ticket) from exc
         claims = record.get("claims")
+        via = record.get("via")
+        extra = {"via": via, "ticket": mask(ticket), "dpop_jkt": record.get("dpop_jkt")}
+        issued_at = None if claims else record.get("issued_at")
+        if via == "session":  # judged by the session's login, not the ticket
+            issued_at = record.get("login_at")
+            extra["session"] = record.get("session")
         return Identity(
             user=user,
             method="ticket",
             claims=shared_claims(claims, conf) if isinstance(claims, dict) else claims,
             expires_at=record.get("credential_expires_at"),
-            extra={
-                "via": record.get("via"),
-                "ticket": mask(ticket),
-                "dpop_jkt": record.get("dpop_jkt"),
-            },
-            issued_at=None if claims else record.get("issued_at"),
+            extra=extra,
+            issued_at=issued_at,
         )
 
 

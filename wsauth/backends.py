@@ -19,6 +19,7 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from .conf import get_conf
 from .models import OIDCIdentity
+from .sessions import note_oidc_login
 
 #: Generated usernames start with this; no preferred_username may.
 _GENERATED_PREFIX = "oidc-"
@@ -31,6 +32,21 @@ class OIDCBackend(OIDCAuthenticationBackend):
         except ImproperlyConfigured:
             # Without browser login settings, only the user-mapping hooks are needed.
             self.UserModel = get_user_model()
+
+    def get_or_create_user(self, access_token: Any, id_token: Any, payload: Any) -> Any:
+        """A browser login: the session records the ID token's ``sid`` (and ``iss``,
+        ``sub``), so that a back-channel logout reaches it (``wsauth.sessions``)."""
+        user = super().get_or_create_user(access_token, id_token, payload)
+        request = getattr(self, "request", None)
+        if user is not None and request is not None and isinstance(payload, dict):
+            note_oidc_login(request, user, payload)
+        return user
+
+    def get_user(self, user_id: Any) -> Any:
+        """As Django's ``ModelBackend``: no inactive user (mozilla-django-oidc returns them,
+        so a sync view took a session of a deactivated user as logged in)."""
+        user = super().get_user(user_id)
+        return user if user is not None and self.user_can_authenticate(user) else None
 
     @staticmethod
     def issuer_of(claims: dict[str, Any]) -> str:

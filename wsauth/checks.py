@@ -111,7 +111,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                     id="wsauth.E010",
                 )
             )
-    for name in ("HANDSHAKE_RATE", "USER_HANDSHAKE_RATE", "FAILED_AUTH_RATE", "MESSAGE_RATE"):
+    rates = ("HANDSHAKE_RATE", "USER_HANDSHAKE_RATE", "FAILED_AUTH_RATE", "MESSAGE_RATE")
+    for name in (*rates, "FRAME_RATE"):
         try:
             parse_rate(conf.raw[name])
         except (ValueError, TypeError, KeyError) as exc:
@@ -164,6 +165,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         )
     errors.extend(_check_server_adapters(conf))
     errors.extend(_check_metrics(raw.get("METRICS")))
+    errors.extend(_check_frames(conf))
+    errors.extend(_check_sessions(conf))
     errors.extend(_check_stores(conf))
     return errors
 
@@ -206,6 +209,39 @@ def _check_server_adapters(conf: Any) -> list[Any]:
     return errors
 
 
+def _check_frames(conf: Any) -> list[Any]:
+    errors: list[Any] = []
+    for name in ("MAX_QUEUED_BYTES", "MAX_FRAGMENTS"):
+        value = conf.raw[name]
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            errors.append(
+                Error(
+                    f"WSAUTH['{name}'] is {value!r}.",
+                    hint=f"Set {name} to a positive whole number (defaults: MAX_QUEUED_BYTES "
+                    "1048576, MAX_FRAGMENTS 64), or None to lift the limit.",
+                    id="wsauth.E023",
+                )
+            )
+    try:
+        frames, messages = parse_rate(conf.frame_rate), parse_rate(conf.message_rate)
+    except (ValueError, TypeError):
+        return errors  # E012
+    if frames and messages and frames[0] / frames[1] < messages[0] / messages[1]:
+        errors.append(
+            Warning(
+                f"WSAUTH['FRAME_RATE'] ({conf.frame_rate}) allows fewer frames than "
+                f"MESSAGE_RATE ({conf.message_rate}) allows messages: every message is at "
+                "least one frame, so clients are closed (4429) below MESSAGE_RATE.",
+                hint="Raise FRAME_RATE to at least twice MESSAGE_RATE (pings and "
+                "fragments are frames too), or lower MESSAGE_RATE.",
+                id="wsauth.W006",
+            )
+        )
+    return errors
+
+
 def _check_metrics(value: Any) -> list[Any]:
     from . import metrics
 
@@ -228,6 +264,22 @@ def _check_metrics(value: Any) -> list[Any]:
             )
         ]
     return []
+
+
+def _check_sessions(conf: Any) -> list[Any]:
+    engine = getattr(settings, "SESSION_ENGINE", "")
+    if engine != "django.contrib.sessions.backends.signed_cookies":
+        return []
+    return [
+        Warning(
+            "Sessions are signed cookies: a back-channel logout cannot end them, and a "
+            "session revoked by disconnect_user is refused tickets only while its marker "
+            "lasts (REVOCATION_TTL).",
+            hint="Use a server-side SESSION_ENGINE (db, cache, cached_db, file), which "
+            "wsauth.sessions indexes and can end.",
+            id="wsauth.W007",
+        )
+    ]
 
 
 def _store_aliases(conf: Any) -> dict[str, str]:

@@ -13,3 +13,6 @@ RATE_LIMITED = 4429
 #: A frame larger than MAX_MESSAGE_SIZE. The standard 1009 cannot be sent: Daphne's
 #: autobahn accepts only 1000 and 3000-4999 from an application.
 MESSAGE_TOO_BIG = 4009
+#: The client does not read what is sent to it: more than MAX_QUEUED_BYTES wait in the
+#: server for it (as Centrifugo's 3008, in the private range). Reconnect.
+SLOW_CLIENT = 4008

@@ -93,6 +93,10 @@ DEFAULTS: dict[str, Any] = {
     "LIMITS_SYNC_INTERVAL": 0.5,
     "MAX_MESSAGE_SIZE": 256 * 1024,  # bytes per frame on the authenticated base; else 4009
     "MESSAGE_RATE": "100/second",  # frames per socket (burst as large); else 4429
+    # Enforced by the server where frames and the write buffer are visible (Daphne):
+    "MAX_QUEUED_BYTES": 1024 * 1024,  # unsent bytes for a client that does not read; 4008
+    "MAX_FRAGMENTS": 64,  # frames per message; else 4009
+    "FRAME_RATE": "200/second",  # every frame a client sends, before auth too; else 4429
     "RATE_LIMIT_CACHE": None,  # Django cache alias; None: TICKET_CACHE
     "TRUSTED_PROXIES": (),  # proxy addresses/CIDRs whose X-Forwarded-For is believed
     # Origins
@@ -157,6 +161,9 @@ class Conf:
     socket_lease: float
     max_message_size: int | None
     message_rate: Any
+    max_queued_bytes: int | None
+    max_fragments: int | None
+    frame_rate: Any
     rate_limit_cache: str
     trusted_proxies: tuple[str, ...]
     ipv6_prefix: int
@@ -178,6 +185,12 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     return tuple(v for v in value if v)
+
+
+def _positive(value: Any) -> int | None:
+    """A limit: a positive integer, or None (off). Anything else is None here and an
+    error in ``manage.py check`` (wsauth.E023)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _cnf_members(value: Any) -> Literal[True] | frozenset[str]:
@@ -248,6 +261,9 @@ def _load() -> Conf:
         socket_lease=float(raw["SOCKET_LEASE"]),
         max_message_size=int(raw["MAX_MESSAGE_SIZE"] or 0) or None,
         message_rate=raw["MESSAGE_RATE"],
+        max_queued_bytes=_positive(raw["MAX_QUEUED_BYTES"]),
+        max_fragments=_positive(raw["MAX_FRAGMENTS"]),
+        frame_rate=raw["FRAME_RATE"],
         rate_limit_cache=str(raw["RATE_LIMIT_CACHE"] or raw["TICKET_CACHE"]),
         trusted_proxies=_as_tuple(raw["TRUSTED_PROXIES"]),
         ipv6_prefix=int(raw["IPV6_PREFIX"]),

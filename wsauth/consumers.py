@@ -20,13 +20,13 @@ from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from . import admission, close_codes, metrics, revoke, signals
+from . import admission, close_codes, metrics, revoke, signals, tickets
 from .admission.places import socket_id
 from .conf import get_conf
 from .errors import Limited, Refused
 from .loops import PerLoop
-from .tokens import TokenError, validate_access_token
-from .users import UserRefused, display_name, user_for_claims
+from .tokens import TokenError, shared_claims, validate_access_token
+from .users import UserRefused, display_name, require_active, user_by_pk, user_for_claims
 
 logger = logging.getLogger("wsauth")
 
@@ -191,10 +191,11 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             return
-        groups = revoke.groups_for(user, self.wsauth.get("claims"))
+        info = self.wsauth
+        claims = info.get("claims") or info.get("session")  # a session ticket's OpenID session
+        groups = revoke.groups_for(user, claims)
         new = [g for g in groups if g not in self._revocation_groups]
         if new:
-            info = self.wsauth
             try:
                 await revoke.join(
                     self,
@@ -202,7 +203,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
                     self.channel_layer,
                     since=info.get("checked_at"),
                     user_pk=user.pk,
-                    claims=info.get("claims"),
+                    claims=claims,
                 )
             finally:  # registered even when revoked meanwhile: leave() on disconnect
                 self._revocation_groups += tuple(new)
@@ -309,6 +310,8 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
         elif kind == "wsauth.refresh":
             if self.pending:
                 await self.close_for(close_codes.CREDENTIAL_INVALID, "refresh before auth")
+            elif "ticket" in frame:
+                await self._refresh_by_ticket(frame.get("ticket"))
             else:
                 await self._refresh(frame)
         else:
@@ -345,7 +348,8 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
                     method="message",
                     expires_at=verified.expires_at,
                 )
-            else:
+            else:  # a refresh: the database says whether the user is still active
+                await require_active(user)
                 await revoke.check(user, verified.claims, None)
         except (UserRefused, revoke.Revoked) as exc:
             if admit:
@@ -440,6 +444,15 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
             metrics.limit_hit("too_many_refreshes")
             await self.close_for(close_codes.RATE_LIMITED, "too many refreshes")
             return
+        if self.wsauth.get("dpop_jkt") is not None:
+            # No proof can ride on a frame; the ticket endpoint checks one. The socket stays
+            # open: a client that cannot do this reconnects with a DPoP ticket at 4001.
+            await self._error(
+                "ticket_required",
+                "this socket is bound to a DPoP key: refresh it with "
+                '{"type": "wsauth.refresh", "ticket": <a fresh DPoP ticket>}',
+            )
+            return
         checked_at = time.time()  # before the revocation markers are read
         result = await self._verify(frame)
         if result is None:
@@ -455,16 +468,71 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
             metrics.refresh("refused")
             await self.close_for(close_codes.FORBIDDEN, "refresh for another subject")
             return
+        await self._renewed(checked_at, claims=verified.claims, expires_at=verified.expires_at)
+
+    async def _refresh_by_ticket(self, ticket: Any) -> None:
+        """``{"type": "wsauth.refresh", "ticket": ...}``: a fresh ticket from the ticket
+        endpoint, for the same user (the same ``iss`` and ``sub`` when both carry claims)
+        and, on a DPoP-bound socket, bound to the same key: its proof was checked where
+        one can be sent, on the ticket request (RFC 9449)."""
+        if not self._refresh_allowed():
+            metrics.refresh("limited")
+            metrics.limit_hit("too_many_refreshes")
+            await self.close_for(close_codes.RATE_LIMITED, "too many refreshes")
+            return
+        checked_at = time.time()
+        try:
+            record = await tickets.redeem(ticket) if isinstance(ticket, str) else None
+        except tickets.TicketStoreError:
+            await self._error("unavailable", "the ticket store is unavailable; retry shortly")
+            return
+        if record is None:
+            metrics.refresh("refused")
+            await self.close_for(close_codes.CREDENTIAL_INVALID, "invalid_ticket on refresh")
+            return
+        bound = record.get("origin")
+        if bound and bound != self.wsauth.get("origin"):
+            metrics.refresh("refused")
+            await self.close_for(close_codes.CREDENTIAL_INVALID, "ticket_origin_mismatch")
+            return
+        conf = get_conf()
+        claims = record.get("claims")
+        claims = shared_claims(claims, conf) if isinstance(claims, dict) else None
+        old = self.wsauth.get("claims")
+        session = record.get("session") if record.get("via") == "session" else None
+        try:
+            user = await user_by_pk(record.get("uid"))
+            await require_active(user)
+            if user.pk != self.scope["user"].pk or (
+                claims is not None
+                and old is not None
+                and (claims.get("iss"), claims.get("sub")) != (old.get("iss"), old.get("sub"))
+            ):
+                raise UserRefused("other_subject", "refresh for another subject")
+            jkt = self.wsauth.get("dpop_jkt")
+            if jkt is not None and record.get("dpop_jkt") != jkt:
+                raise UserRefused("other_key", "refresh bound to another DPoP key")
+            issued_at = record.get("login_at") if claims is None else None  # a session's login
+            await revoke.check(user, claims if claims is not None else session, issued_at)
+        except (UserRefused, revoke.Revoked) as exc:
+            metrics.refresh("refused")
+            await self.close_for(close_codes.FORBIDDEN, f"{exc.reason}: {exc.detail}")
+            return
+        expires_at = record.get("credential_expires_at")
+        await self._renewed(checked_at, claims=claims, expires_at=expires_at, session=session)
+
+    async def _renewed(self, checked_at: float, **record: Any) -> None:
+        """The socket's credential is now ``record``: re-arm its deadlines, join any new
+        revocation group, and say so."""
         # In place: the middleware's copy of the scope shares this dict.
-        self.scope["wsauth"].update(
-            claims=verified.claims, expires_at=verified.expires_at, checked_at=checked_at
-        )
+        self.scope["wsauth"].update(record, checked_at=checked_at)
         self._schedule_expiry()
         if not await self._accept_revocable():
             metrics.refresh("refused")
             return
         metrics.refresh("accepted")
-        await self.send(text_data=_frame(type="wsauth.refreshed", expires_at=verified.expires_at))
+        expires_at = self.wsauth.get("expires_at")
+        await self.send(text_data=_frame(type="wsauth.refreshed", expires_at=expires_at))
 
     # -- timers: the first-frame timeout, the credential's deadlines ----------------------------
 

@@ -21,6 +21,7 @@ from . import admission, close_codes, edge, metrics, revoke, signals
 from .admission.places import socket_id
 from .authenticators import BaseAuthenticator, Handshake, Identity
 from .conf import Conf, get_conf, on_reset
+from .contrib.daphne_limits import guard, over_queue
 from .errors import Limited, Refused, Unavailable, WSAuthError
 from .logutil import mask
 from .origins import gate
@@ -107,7 +108,8 @@ class _SelectingSend:
     (wsproto, hypercorn), none makes Chromium fail the handshake. Once the accept is
     sent, the server's adapter (``edge``) forgets the credential the server keeps. It
     also notes when the socket was accepted and the code the application closed it with
-    (metrics, ``socket_closed``). (A slotted object: it lives as long as the socket.)"""
+    (metrics, ``socket_closed``), and, on Daphne, holds the transport whose unsent bytes
+    ``MAX_QUEUED_BYTES`` bounds. (A slotted object: it lives as long as the socket.)"""
 
     __slots__ = (
         "accepted_at",
@@ -117,6 +119,7 @@ class _SelectingSend:
         "offered",
         "send",
         "server_scope",
+        "transport",
     )
 
     def __init__(
@@ -127,16 +130,27 @@ class _SelectingSend:
         self.server_scope = server_scope  # the server's own, until the accept is answered
         self.accepted_at: float | None = None
         self.close_code: int | None = None
+        self.transport: Any = None  # the server's, watched for MAX_QUEUED_BYTES
 
     async def __call__(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind != "websocket.accept":
+            transport = self.transport
+            if (
+                transport is not None
+                and (transport._tempDataLen or transport.dataBuffer)  # unsent bytes
+                and over_queue(self.send, transport, message)
+            ):
+                return  # a client that does not read: closed (4008), or about to be
             if kind == "websocket.close" and self.close_code is None:
                 self.close_code = message.get("code") or 1000
             return await self.send(message)
         asked = message.get("subprotocol")
         if asked not in self.offered and asked != self.chosen:  # (no copy to keep)
             message = {**message, "subprotocol": self.chosen}
+        # The server's own limits: frames and fragments in its protocol; the bytes it
+        # holds unsent for the client, here before each message.
+        self.transport = guard(self.send)
         await self.send(message)
         if self.accepted_at is None:
             self.accepted_at = time.time()
@@ -232,7 +246,7 @@ class WSAuthMiddleware(BaseMiddleware):
                     place = await admission.admit(
                         attempt,
                         identity.user,
-                        identity.claims,
+                        identity.revocable,
                         identity.issued_at,
                         method=identity.method,
                         expires_at=identity.expires_at,

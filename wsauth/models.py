@@ -1,4 +1,5 @@
-"""Allowed WebSocket origins and the link from an OIDC identity to a Django user."""
+"""Allowed WebSocket origins, the link from an OIDC identity to a Django user, the login
+sessions a revocation can end, and the live-connections page's model."""
 
 from __future__ import annotations
 
@@ -99,3 +100,27 @@ class LiveSocket(models.Model):
         permissions = [("disconnect_livesocket", "Can disconnect live WebSockets")]
         verbose_name = _("live connection")
         verbose_name_plural = _("live connections")
+
+
+class LoginSession(models.Model):
+    """A Django session a user logged in to, and the OpenID session (``sid``) behind it:
+    the index that lets a back-channel logout end the sessions it names, and a revocation
+    refuse tickets to them for good (``wsauth.sessions``)."""
+
+    session_key = models.CharField(max_length=40, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="wsauth_login_sessions"
+    )
+    issuer = models.CharField(max_length=255, blank=True)
+    subject = models.CharField(max_length=255, blank=True)
+    sid = models.CharField(max_length=255, blank=True)
+    logged_in_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=("issuer", "sid"), name="wsauth_login_sid")]
+        verbose_name = _("login session")
+
+    def __str__(self) -> str:
+        return f"{self.user_id} since {self.logged_in_at:%Y-%m-%d %H:%M:%S}"

@@ -28,7 +28,7 @@ import logging
 import math
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -513,6 +513,58 @@ def disconnect_user(user: Any, *, reason: str = "revoked") -> None:
     async_to_sync(adisconnect_user)(user, reason=reason)
 
 
+#: Users per broadcast message of ``adisconnect_users``: a few KiB of group names each.
+BULK_CHUNK = 500
+
+
+async def _revoke_users(users: list[Any], reason: str) -> None:
+    markers: dict[str, float] = {}
+    for marker in await asyncio.gather(*(_mark("user", user.pk) for user in users)):
+        markers.update(marker)
+    for user in users:
+        _forget(user)
+    await _send([user_group(user.pk) for user in users], reason, markers)
+    for user in users:
+        await sync_to_async(_signal)(user, None, None, None, reason)
+
+
+def _chunks(users: Iterable[Any]) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for user in users:
+        chunk.append(user)
+        if len(chunk) == BULK_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+async def adisconnect_users(users: Any, *, reason: str = "revoked") -> int:
+    """``adisconnect_user`` for many users, e.g. after a directory sync deactivated them
+    with ``QuerySet.update`` (which sends no signal): their markers, then one broadcast
+    per ``BULK_CHUNK`` users instead of one each. ``users``: an iterable, or an async one
+    such as a QuerySet. Returns how many users."""
+    if hasattr(users, "__aiter__"):
+        users = [user async for user in users]
+    count = 0
+    for chunk in _chunks(users):
+        count += len(chunk)
+        await _revoke_users(chunk, reason)
+    logger.info("wsauth: revoked sockets of %d users: %s", count, reason)
+    return count
+
+
+def disconnect_users(users: Iterable[Any], *, reason: str = "revoked") -> int:
+    """Sync form of ``adisconnect_users``: ``users`` (a QuerySet's ``iterator()``, say) is
+    read here, in sync code, a chunk at a time."""
+    count = 0
+    for chunk in _chunks(users):
+        count += len(chunk)
+        async_to_sync(_revoke_users)(chunk, reason)
+    logger.info("wsauth: revoked sockets of %d users: %s", count, reason)
+    return count
+
+
 def _user_for_subject(issuer: str, subject: str) -> Any:
     from django.utils.module_loading import import_string
 
@@ -531,6 +583,10 @@ async def adisconnect_subject(
     user = await sync_to_async(_user_for_subject)(issuer, subject)
     marker = await _mark("sub", issuer, subject)
     _forget(user, issuer, subject)
+    if user is not None:
+        # Every socket of the user closes, so every credential of the user is refused:
+        # a session that logged in by password too (its tickets carry no ``sub``).
+        marker.update(await _mark("user", user.pk))
     await _send([user_group(user.pk)] if user is not None else [], reason, marker)
     logger.info("wsauth: revoked sockets of sub=%s: %s", subject, reason)
     await sync_to_async(_signal)(user, issuer, subject, None, reason)

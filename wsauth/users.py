@@ -80,6 +80,22 @@ async def user_for_claims(claims: dict[str, Any]) -> Any:
     return user
 
 
+def _active_sync(pk: Any) -> bool:
+    model = get_user_model()
+    users = model._default_manager.filter(pk=pk)
+    if any(f.name == "is_active" for f in model._meta.get_fields()):
+        users = users.filter(is_active=True)
+    return bool(users.exists())
+
+
+async def require_active(user: Any) -> None:
+    """Ask the database, not the cache: a deactivation by ``QuerySet.update`` (a directory
+    sync) sends no signal, so a cached user may be stale. Raises ``UserRefused``."""
+    if not await database_sync_to_async(_active_sync)(user.pk):
+        forget_user(user.pk)
+        raise UserRefused("inactive_user", "the user is disabled")
+
+
 def _get_by_pk_sync(pk: Any) -> Any:
     return get_user_model()._default_manager.filter(pk=pk).first()
 

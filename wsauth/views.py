@@ -11,7 +11,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from . import backchannel, dpop, revoke, tickets
+from . import backchannel, dpop, revoke, sessions, tickets
 from .conf import get_conf
 from .tokens import TokenError, VerifiedToken, validate_access_token
 from .users import UserRefused, user_for_claims
@@ -67,6 +67,7 @@ async def ticket(request: HttpRequest) -> HttpResponse:
     authorization = request.headers.get("Authorization")
     claims: dict[str, Any] | None = None
     dpop_jkt: str | None = None
+    login: sessions.Login | None = None
     if authorization:
         scheme, _, credential = authorization.partition(" ")
         scheme, credential = scheme.lower(), credential.strip()
@@ -121,6 +122,18 @@ async def ticket(request: HttpRequest) -> HttpResponse:
         failure = await sync_to_async(_csrf_failure)(request)
         if failure is not None:
             return _error(403, "csrf_failed", "a valid CSRF token is required with a session")
+        try:
+            login = await sessions.check(request, user)
+        except revoke.Revoked as exc:
+            if exc.reason == "revocation_store_unavailable":
+                logger.error("wsauth: ticket refused: %s", exc.detail)
+                return _error(503, "unavailable", "the shared store is unavailable; retry shortly")
+            # Revoked for good: end it, so the cookie (stolen, perhaps) opens nothing more.
+            logger.warning(
+                "wsauth: ticket refused, session ended reason=%s: %s", exc.reason, exc.detail
+            )
+            await sessions.aend_current(request)
+            return _error(401, "not_authenticated", "the session was revoked; log in again")
         credential_expires_at = (await request.session.aget_expiry_date()).timestamp()
         via = "session"
 
@@ -133,6 +146,9 @@ async def ticket(request: HttpRequest) -> HttpResponse:
         "origin": origin,
         "dpop_jkt": dpop_jkt,
     }
+    if login is not None:  # revocations are judged by the login, not by this ticket
+        data["login_at"] = login.at
+        data["session"] = login.claims()
     try:
         value, ttl = await tickets.issue(data)
     except tickets.TicketStoreError as exc:
