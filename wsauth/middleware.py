@@ -185,7 +185,7 @@ class _Receiving:
         return message
 
 
-class WSAuthMiddleware(BaseMiddleware):
+class WSAuthMiddleware(BaseMiddleware):  # type: ignore[misc]  # (channels is untyped)
     """Authenticate WebSocket handshakes; other connection types pass through untouched.
 
     One handshake, straight down: the origin gate and the authenticators
