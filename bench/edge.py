@@ -31,6 +31,7 @@ async def run(ctx: Context) -> None:
     inproc.setup(ctx.issuer)
     import daphne.ws_protocol
     import uvicorn.protocols.websockets.websockets_sansio_impl as sansio
+    from django.utils.module_loading import import_string
 
     from wsauth import edge
 
@@ -48,7 +49,7 @@ async def run(ctx: Context) -> None:
         (b"sec-websocket-protocol", offer),
         (b"cookie", b"sessionid=" + b"c" * 200),
     ]
-    adapters = [edge.import_string(path)() for path in edge.DEFAULT_ADAPTERS]
+    adapters = [import_string(path)() for path in edge.DEFAULT_ADAPTERS]
     on_daphne = daphne.ws_protocol.WebSocketProtocol.__new__(daphne.ws_protocol.WebSocketProtocol)
     on_uvicorn = sansio.WebSocketsSansIOProtocol.__new__(sansio.WebSocketsSansIOProtocol)
     daphne_send = functools.partial(

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from django import forms
@@ -19,8 +19,17 @@ from .models import AllowedOrigin, LiveSocket, OIDCIdentity
 from .origins import OriginError, parse_origin
 from .revoke import disconnect_socket, disconnect_user
 
+if TYPE_CHECKING:  # django-stubs' generics: Django's own classes take no parameters
+    OriginForm = forms.ModelForm[AllowedOrigin]
+    OriginAdmin = admin.ModelAdmin[AllowedOrigin]
+    IdentityAdmin = admin.ModelAdmin[OIDCIdentity]
+    SocketAdmin = admin.ModelAdmin[LiveSocket]
+else:
+    OriginForm = forms.ModelForm
+    OriginAdmin = IdentityAdmin = SocketAdmin = admin.ModelAdmin
 
-class AllowedOriginForm(forms.ModelForm):
+
+class AllowedOriginForm(OriginForm):
     origin = forms.CharField(
         help_text="scheme://host[:port], e.g. https://chat.example.com or "
         "https://*.example.com for every subdomain.",
@@ -47,7 +56,7 @@ class AllowedOriginForm(forms.ModelForm):
 
 
 @admin.register(AllowedOrigin)
-class AllowedOriginAdmin(admin.ModelAdmin):
+class AllowedOriginAdmin(OriginAdmin):
     form = AllowedOriginForm
     list_display = ("__str__", "is_active", "note", "updated")
     list_filter = ("is_active", "scheme")
@@ -68,14 +77,14 @@ class AllowedOriginAdmin(admin.ModelAdmin):
 
 
 @admin.register(OIDCIdentity)
-class OIDCIdentityAdmin(admin.ModelAdmin):
+class OIDCIdentityAdmin(IdentityAdmin):
     list_display = ("subject", "issuer", "user", "created")
     search_fields = ("subject", "user__username")
     raw_id_fields = ("user",)
 
 
 @admin.register(LiveSocket)
-class LiveConnectionsAdmin(admin.ModelAdmin):
+class LiveConnectionsAdmin(SocketAdmin):
     """Who is connected now, on every process: the socket registry (each socket's place,
     renewed by its process's heartbeat), with "disconnect" per socket and per user
     through the revocation broadcast. The registry holds no credential, so none can be

@@ -7,6 +7,7 @@ claims the handshake decides.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -58,7 +59,7 @@ class Handshake:
     address: str = "-"  # the client's (``admission.client_address``), set by the middleware
 
     @classmethod
-    def parse(cls, scope: dict[str, Any], conf: Conf) -> Handshake:
+    def parse(cls, scope: Mapping[str, Any], conf: Conf) -> Handshake:
         prefix = conf.subprotocol_prefix
         app: list[str] = []
         tokens: list[str] = []

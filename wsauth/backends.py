@@ -25,7 +25,7 @@ from .sessions import note_oidc_login
 _GENERATED_PREFIX = "oidc-"
 
 
-class OIDCBackend(OIDCAuthenticationBackend):
+class OIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]  # (an untyped library)
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         try:
             super().__init__(*args, **kwargs)

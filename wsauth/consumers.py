@@ -98,7 +98,7 @@ _SOCKET_STATE: dict[str, Any] = {
 }
 
 
-class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):
+class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # (untyped)
     """Base for consumers behind ``WSAuthMiddleware``.
 
     Set ``first_message_auth = True`` (or route ``Consumer.as_asgi(first_message_auth=True)``)

@@ -21,11 +21,21 @@ import functools
 import logging
 import sys
 import types
-from typing import Any, ClassVar
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.utils.module_loading import import_string
 
 from .conf import Conf, on_reset
+
+if TYPE_CHECKING:
+    from asgiref.typing import (
+        ASGI3Application,
+        ASGIReceiveCallable,
+        ASGISendCallable,
+        Scope,
+        WebSocketScope,
+    )
 
 logger = logging.getLogger("wsauth")
 
@@ -77,7 +87,7 @@ class ServerAdapter:
     def connection(self, obj: Any) -> Any | None:
         raise NotImplementedError
 
-    def forget(self, connection: Any, scope: dict[str, Any], prefix: str) -> None:
+    def forget(self, connection: Any, scope: WebSocketScope, prefix: str) -> None:
         raise NotImplementedError
 
     def header_budget(self, connection: Any) -> tuple[int, str] | None:
@@ -89,7 +99,9 @@ class ServerAdapter:
 # -- copies without the credential -------------------------------------------------------------
 
 
-def headers_without_token(headers: Any, prefix: str) -> list[tuple[bytes, bytes]]:
+def headers_without_token(
+    headers: Iterable[tuple[bytes, bytes]], prefix: str
+) -> list[tuple[bytes, bytes]]:
     """A copy of ASGI ``headers`` whose ``Sec-WebSocket-Protocol`` has no token offer."""
     marker = prefix.encode("ascii")
     out: list[tuple[bytes, bytes]] = []
@@ -125,7 +137,7 @@ def has_credential(text: str | bytes, prefix: str) -> bool:
     return prefix in text or any(a + "=" in text for a in CREDENTIAL_ARGUMENTS)
 
 
-def forget_in_scope(scope: dict[str, Any], prefix: str) -> None:
+def forget_in_scope(scope: Mapping[str, Any], prefix: str) -> None:
     """Take the token out of the server's own scope lists, in place (the server's
     connection and the frames above wsauth hold them for the socket's life). The query
     string stays: it is the application's, and a server may log it later."""
@@ -150,7 +162,7 @@ def drop_offers(offered: Any, prefix: str) -> None:
 # -- finding the server's connection -------------------------------------------------------------
 
 #: The ``send`` the server gave, recorded by ``ServerEdge`` for the task that serves a socket.
-server_send: contextvars.ContextVar[Any] = contextvars.ContextVar("wsauth_server_send")
+server_send: contextvars.ContextVar[ASGISendCallable] = contextvars.ContextVar("wsauth_server_send")
 
 
 class ServerEdge:
@@ -159,10 +171,12 @@ class ServerEdge:
 
     ``application = ServerEdge(SentryAsgiMiddleware(ProtocolTypeRouter({...})))``"""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGI3Application) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
         if scope.get("type") != "websocket":
             return await self.app(scope, receive, send)
         token = server_send.set(send)
@@ -260,7 +274,7 @@ def _describe(send: Any) -> str:
     )
 
 
-def forget(scope: dict[str, Any], send: Any, conf: Conf) -> bool:
+def forget(scope: WebSocketScope, send: ASGISendCallable, conf: Conf) -> bool:
     """After the accept was answered: let the server's adapter take the credential out of
     what the server keeps. True when an adapter did; False (and one warning per process)
     when none applies."""

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import wraps
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -284,7 +284,7 @@ def _jwks_age() -> float | None:
 
 _built: Metrics | None = None
 _UNSET: Any = object()
-_active: Any = _UNSET
+_active: Metrics | None = _UNSET
 _build_lock = threading.Lock()
 
 
@@ -377,7 +377,10 @@ def ticket(event: str) -> None:
         m.child(m.tickets, event).inc()
 
 
-def instrument(store: Any) -> Any:
+_S = TypeVar("_S")  # a store, given back as it came (its own type)
+
+
+def instrument(store: _S) -> _S:
     """Count ``store``'s requests, errors and latency per operation: each operation of
     the ``Store`` interface, wrapped on this instance (nothing when the metrics are off,
     nor for local memory, which makes no round trips)."""

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
@@ -26,6 +27,18 @@ from .errors import Limited, Refused, Unavailable, WSAuthError
 from .logutil import mask
 from .origins import gate
 from .routing import wants_first_message_auth
+
+if TYPE_CHECKING:
+    from asgiref.typing import (
+        ASGI3Application,
+        ASGIReceiveCallable,
+        ASGIReceiveEvent,
+        ASGISendCallable,
+        Scope,
+        WebSocketScope,
+    )
+
+    from .asgi import WSAuthScope
 
 logger = logging.getLogger("wsauth")
 
@@ -45,17 +58,20 @@ def _drop_authenticators() -> None:
     _authenticators = None
 
 
-async def _deny(receive: Any, send: Any) -> None:
+async def _deny(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
     """Close before accept (Daphne answers HTTP 403), then wait for the disconnect."""
     while True:
         message = await receive()
         if message["type"] == "websocket.connect":
-            await send({"type": "websocket.close"})
+            # (asgiref's events are total; ASGI makes the close's code and reason optional)
+            await send({"type": "websocket.close"})  # type: ignore[arg-type,misc]
         elif message["type"] == "websocket.disconnect":
             return
 
 
-async def _limit(receive: Any, send: Any, scope: dict[str, Any], conf: Conf) -> None:
+async def _limit(
+    receive: ASGIReceiveCallable, send: ASGISendCallable, scope: WebSocketScope, conf: Conf
+) -> None:
     """Accept, then close with 4429: unlike an HTTP 403, a close code tells the client
     (wsauth.js) to back off and retry rather than to give up."""
     prefix = conf.subprotocol_prefix
@@ -65,14 +81,15 @@ async def _limit(receive: Any, send: Any, scope: dict[str, Any], conf: Conf) -> 
     while True:
         message = await receive()
         if message["type"] == "websocket.connect":
-            await send({"type": "websocket.accept", "subprotocol": chosen})
-            await send({"type": "websocket.close", "code": close_codes.RATE_LIMITED})
+            # (asgiref's events are total; ASGI makes these headers and reason optional)
+            await send({"type": "websocket.accept", "subprotocol": chosen})  # type: ignore[arg-type]
+            await send({"type": "websocket.close", "code": close_codes.RATE_LIMITED})  # type: ignore[arg-type]
         elif message["type"] == "websocket.disconnect":
             return
 
 
 async def authenticate(
-    scope: dict[str, Any], conf: Conf, address: str = "-"
+    scope: Mapping[str, Any], conf: Conf, address: str = "-"
 ) -> tuple[Identity | None, Handshake]:
     """Run the origin gate and the authenticators, or raise ``Refused``. The identity is
     ``None`` when the handshake carries no credentials at all. (The client's ``address``
@@ -123,7 +140,12 @@ class _SelectingSend:
     )
 
     def __init__(
-        self, send: Any, offered: list[str], chosen: str | None, method: str, server_scope: Any
+        self,
+        send: ASGISendCallable,
+        offered: list[str],
+        chosen: str | None,
+        method: str,
+        server_scope: WebSocketScope | None,
     ) -> None:
         self.send, self.offered, self.chosen = send, offered, chosen
         self.method = method
@@ -132,7 +154,7 @@ class _SelectingSend:
         self.close_code: int | None = None
         self.transport: Any = None  # the server's, watched for MAX_QUEUED_BYTES
 
-    async def __call__(self, message: dict[str, Any]) -> None:
+    async def __call__(self, message: Any) -> None:  # (ASGISendEvent; kind would not narrow it)
         kind = message["type"]
         if kind != "websocket.accept":
             transport = self.transport
@@ -166,18 +188,18 @@ class _Receiving:
 
     __slots__ = ("code", "receive")
 
-    def __init__(self, receive: Any) -> None:
+    def __init__(self, receive: ASGIReceiveCallable) -> None:
         self.receive = receive
         self.code: int | None = None
 
-    async def __call__(self) -> dict[str, Any]:
-        message: dict[str, Any] = await self.receive()
+    async def __call__(self) -> ASGIReceiveEvent:
+        message = await self.receive()
         if message["type"] == "websocket.disconnect":
             self.code = message.get("code")
         return message
 
 
-class WSAuthMiddleware(BaseMiddleware):
+class WSAuthMiddleware(BaseMiddleware):  # type: ignore[misc]  # (channels is untyped)
     """Authenticate WebSocket handshakes; other connection types pass through untouched.
 
     One handshake, straight down: the origin gate and the authenticators
@@ -185,18 +207,23 @@ class WSAuthMiddleware(BaseMiddleware):
     then the inner application. Any refusal is one ``WSAuthError``, answered in one
     place (``_answer``): 403, or 4429 for a limit."""
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    inner: ASGI3Application  # (set by channels' BaseMiddleware)
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
         if scope["type"] != "websocket":
-            return await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send)
+            return
         # This frame lives as long as the socket; the handshake's locals live in _open's.
         opened = await self._open(scope, receive, send)
         if opened is None:  # refused, and the refusal has run its course
-            return None
+            return
         scope, selecting, place = opened
         del opened
         receiving = _Receiving(receive)
         try:
-            return await super().__call__(scope, receiving, selecting)
+            await super().__call__(scope, receiving, selecting)
         finally:
             if place is not None:
                 await asyncio.shield(place.release())
@@ -204,7 +231,7 @@ class WSAuthMiddleware(BaseMiddleware):
                 await asyncio.shield(self._closed(scope, selecting, receiving))
 
     async def _closed(
-        self, scope: dict[str, Any], selecting: _SelectingSend, receiving: _Receiving
+        self, scope: WSAuthScope, selecting: _SelectingSend, receiving: _Receiving
     ) -> None:
         code = selecting.close_code if selecting.close_code is not None else receiving.code
         duration = max(0.0, time.time() - (selecting.accepted_at or 0.0))
@@ -226,8 +253,8 @@ class WSAuthMiddleware(BaseMiddleware):
             )
 
     async def _open(
-        self, scope: dict[str, Any], receive: Any, send: Any
-    ) -> tuple[dict[str, Any], _SelectingSend, admission.SocketPlace | None] | None:
+        self, scope: WebSocketScope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> tuple[WSAuthScope, _SelectingSend, admission.SocketPlace | None] | None:
         """The inner application's scope and send, and the socket's place; ``None`` when
         refused (the answer has been sent and the disconnect received)."""
         with contextlib.suppress(Exception):  # a broken layer: the consumer's join says so
@@ -287,36 +314,38 @@ class WSAuthMiddleware(BaseMiddleware):
 
     @staticmethod
     def _scope(
-        scope: dict[str, Any],
+        scope: WebSocketScope,
         conf: Conf,
         handshake: Handshake,
         identity: Identity,
         checked_at: float,
         attempt: admission.Attempt,
         place: admission.SocketPlace | None = None,
-    ) -> dict[str, Any]:
+    ) -> WSAuthScope:
         """The inner application's scope, wsauth's own copy (the server's is left as it
         came: wsproto and hypercorn check the selected subprotocol against their lists):
         the offers and ``Sec-WebSocket-Protocol`` without the token, the user and the
         socket's auth record."""
-        scope = dict(scope)
-        scope["subprotocols"] = handshake.app_protocols  # offers as parsed (blanks dropped)
+        inner: WSAuthScope = {
+            **scope,
+            "subprotocols": handshake.app_protocols,  # offers as parsed (blanks dropped)
+            "user": identity.user,
+            "wsauth": {
+                "method": identity.method,
+                "claims": identity.claims,
+                "expires_at": identity.expires_at,
+                "subprotocol": _chosen(handshake),
+                "checked_at": checked_at,
+                "client": attempt.address,
+                "origin": handshake.origin,
+                "socket_id": socket_id(place.member) if place is not None else None,
+                **identity.extra,
+            },
+        }
         if handshake.token_protocol is not None:
-            scope["headers"] = edge.headers_without_token(
+            inner["headers"] = edge.headers_without_token(
                 scope.get("headers") or (), conf.subprotocol_prefix
             )
-        scope["user"] = identity.user
-        scope["wsauth"] = {
-            "method": identity.method,
-            "claims": identity.claims,
-            "expires_at": identity.expires_at,
-            "subprotocol": _chosen(handshake),
-            "checked_at": checked_at,
-            "client": attempt.address,
-            "origin": handshake.origin,
-            "socket_id": socket_id(place.member) if place is not None else None,
-            **identity.extra,
-        }
         if logger.isEnabledFor(logging.DEBUG):  # the arguments cost a call per handshake
             logger.debug(
                 "wsauth: authenticated %s by %s path=%s client=%s",
@@ -325,16 +354,16 @@ class WSAuthMiddleware(BaseMiddleware):
                 attempt.path,
                 attempt.address,
             )
-        return scope
+        return inner
 
     @classmethod
     async def _answer(
         cls,
-        scope: dict[str, Any],
-        receive: Any,
-        send: Any,
+        scope: WebSocketScope,
+        receive: ASGIReceiveCallable,
+        send: ASGISendCallable,
         error: WSAuthError,
-        attempt: Any,
+        attempt: admission.Attempt,
         method: str | None = None,
     ) -> None:
         """The one place a refusal is answered: 4429 for a limit (back off, logged once per
@@ -368,7 +397,7 @@ def _outcome(error: WSAuthError) -> str:
     return "unavailable" if isinstance(error, Unavailable) else "refused"
 
 
-def _method_of(scope: dict[str, Any], conf: Conf) -> str:
+def _method_of(scope: Mapping[str, Any], conf: Conf) -> str:
     """The credential method a refused handshake offered (the refusal path only)."""
     try:
         handshake = Handshake.parse(scope, conf)
@@ -381,13 +410,13 @@ def _method_of(scope: dict[str, Any], conf: Conf) -> str:
     return "query" if "access_token" in handshake.query else "none"
 
 
-def _origin_of(scope: dict[str, Any]) -> str | None:
+def _origin_of(scope: Mapping[str, Any]) -> str | None:
     origins = [v for k, v in scope.get("headers") or () if k.lower() == b"origin"]
     return origins[0].decode("latin-1") if len(origins) == 1 else None
 
 
 async def _refused_signal(
-    sender: Any, reason: str, detail: str, method: str, limited: bool, attempt: Any
+    sender: Any, reason: str, detail: str, method: str, limited: bool, attempt: admission.Attempt
 ) -> None:
     if signals.handshake_refused.receivers:
         await signals.send(
@@ -403,7 +432,7 @@ async def _refused_signal(
         )
 
 
-async def _accepted_signal(sender: Any, scope: dict[str, Any], attempt: Any) -> None:
+async def _accepted_signal(sender: Any, scope: WSAuthScope, attempt: admission.Attempt) -> None:
     info = scope["wsauth"]
     await signals.send(
         signals.handshake_accepted,
@@ -425,7 +454,9 @@ def _chosen(handshake: Handshake) -> str | None:
     return handshake.app_protocols[0] if handshake.app_protocols else handshake.token_protocol
 
 
-def _selecting(send: Any, handshake: Handshake, method: str, server_scope: Any) -> _SelectingSend:
+def _selecting(
+    send: ASGISendCallable, handshake: Handshake, method: str, server_scope: WebSocketScope
+) -> _SelectingSend:
     # The offers' list is the inner scope's own (no copy for the socket's life).
     return _SelectingSend(
         send,
@@ -436,7 +467,7 @@ def _selecting(send: Any, handshake: Handshake, method: str, server_scope: Any) 
     )
 
 
-def WSAuthMiddlewareStack(inner: Any) -> WSAuthMiddleware:
+def WSAuthMiddlewareStack(inner: ASGI3Application) -> WSAuthMiddleware:
     """The stack to wrap a ``URLRouter`` with. Do not put ``AuthMiddlewareStack`` inside:
     Channels' ``AuthMiddleware`` would overwrite ``scope["user"]`` with the session user."""
     return WSAuthMiddleware(inner)

@@ -39,7 +39,8 @@ from django.dispatch import Signal
 
 from . import metrics, store, stores
 from .conf import get_conf, on_reset
-from .errors import RevocationUnavailable, Revoked
+from .errors import RevocationUnavailable
+from .errors import Revoked as Revoked  # (re-exported: callers catch revoke.Revoked)
 from .loops import PerLoop
 from .tokens import forget_verified
 from .users import forget_user
@@ -105,8 +106,8 @@ class _Registry:
     ``add``/``discard``, never under ``deliver``'s iteration (or a collection inside it)."""
 
     def __init__(self) -> None:
-        self.members: dict[str, list[weakref.KeyedRef]] = {}
-        self._dead: list[weakref.KeyedRef] = []
+        self.members: dict[str, list[weakref.KeyedRef[str, Member]]] = {}
+        self._dead: list[weakref.KeyedRef[str, Member]] = []
         self._on_death = self._dead.append  # one bound method for every reference
         #: (when it arrived, epoch seconds; its groups) for the last RECENT_SECONDS
         self.recent: collections.deque[tuple[float, frozenset[str]]] = collections.deque()
@@ -131,7 +132,7 @@ class _Registry:
             if refs is not None:
                 self._remove(dead.key, refs, lambda ref: ref is dead)  # noqa: B023
 
-    def _remove(self, group: str, refs: list[weakref.KeyedRef], match: Any) -> None:
+    def _remove(self, group: str, refs: list[weakref.KeyedRef[str, Member]], match: Any) -> None:
         refs[:] = [ref for ref in refs if not match(ref)]
         if not refs:
             del self.members[group]

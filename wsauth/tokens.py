@@ -99,7 +99,7 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def _normalise_typ(typ: Any) -> str | None:
+def _normalise_typ(typ: object) -> str | None:
     if typ is None:
         return None
     if not isinstance(typ, str):

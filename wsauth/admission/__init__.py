@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +53,7 @@ class Attempt:
     origin: str | None
 
     @classmethod
-    def of(cls, scope: dict[str, Any], conf: Conf, origin: str | None = None) -> Attempt:
+    def of(cls, scope: Mapping[str, Any], conf: Conf, origin: str | None = None) -> Attempt:
         """``origin``: the handshake's, once parsed (``Handshake.origin``)."""
         address = client_address(scope, conf)
         return cls(address, bucket(address, conf), str(scope.get("path", "")), origin)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from ..conf import Conf, on_reset
@@ -64,7 +65,7 @@ def _warn_once(kind: str, message: str, *args: Any) -> None:
         logger.warning(message, *args)
 
 
-def client_address(scope: dict[str, Any], conf: Conf) -> str:
+def client_address(scope: Mapping[str, Any], conf: Conf) -> str:
     """The client's address as text (``-`` when the server gave none)."""
     client = scope.get("client")
     peer = parse(str(client[0])) if client else None

@@ -14,7 +14,7 @@ the type Daphne, autobahn and Twisted give it before it is touched.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..edge import (
     CREDENTIAL_ARGUMENTS,
@@ -24,6 +24,9 @@ from ..edge import (
     query_without,
     uri_without,
 )
+
+if TYPE_CHECKING:
+    from asgiref.typing import WebSocketScope
 
 
 class DaphneAdapter(ServerAdapter):
@@ -35,7 +38,7 @@ class DaphneAdapter(ServerAdapter):
         cls = getattr(module, "WebSocketProtocol", None)
         return obj if cls is not None and isinstance(obj, cls) else None
 
-    def forget(self, connection: Any, scope: dict[str, Any], prefix: str) -> None:
+    def forget(self, connection: Any, scope: WebSocketScope, prefix: str) -> None:
         forget_in_scope(scope, prefix)
         _forget_in_autobahn(connection, prefix)
         channel = getattr(getattr(connection, "transport", None), "producer", None)

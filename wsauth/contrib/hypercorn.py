@@ -4,9 +4,12 @@ are its handshake's own lists; nothing else of the request once it is answered."
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..edge import ServerAdapter, forget_in_scope
+
+if TYPE_CHECKING:
+    from asgiref.typing import WebSocketScope
 
 
 class HypercornAdapter(ServerAdapter):
@@ -17,7 +20,7 @@ class HypercornAdapter(ServerAdapter):
         cls = getattr(sys.modules.get("hypercorn.protocol.ws_stream"), "WSStream", None)
         return obj if cls is not None and isinstance(obj, cls) else None
 
-    def forget(self, connection: Any, scope: dict[str, Any], prefix: str) -> None:
+    def forget(self, connection: Any, scope: WebSocketScope, prefix: str) -> None:
         forget_in_scope(scope, prefix)
         own = getattr(connection, "scope", None)
         if isinstance(own, dict) and own is not scope:

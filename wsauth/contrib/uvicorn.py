@@ -11,9 +11,12 @@ is touched.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..edge import ServerAdapter, forget_in_scope, has_credential, uri_without
+
+if TYPE_CHECKING:
+    from asgiref.typing import WebSocketScope
 
 _PROTOCOLS = {
     "uvicorn.protocols.websockets.websockets_impl": "WebSocketProtocol",
@@ -33,7 +36,7 @@ class UvicornAdapter(ServerAdapter):
                 return obj
         return None
 
-    def forget(self, connection: Any, scope: dict[str, Any], prefix: str) -> None:
+    def forget(self, connection: Any, scope: WebSocketScope, prefix: str) -> None:
         forget_in_scope(scope, prefix)
         own = getattr(connection, "scope", None)
         if isinstance(own, dict) and own is not scope:
