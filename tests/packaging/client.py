@@ -27,7 +27,15 @@ from websockets.typing import Origin, Subprotocol
 PATH = "/ws/chat/lobby/"  # the README's route, ws/chat/<str:room>/
 ALLOWED = "https://chat.example.com"  # the README's wsauth_origins add ...
 WILDCARD = "https://eu.example.com"  # ... https://*.example.com
-REFUSED = ("https://attacker.test", "http://chat.example.com", "https://example.com.attacker.test")
+ADDED = {ALLOWED, "https://*.example.com"}  # the README's origins, as wsauth_origins lists them
+# Another site; the allowed host on http; the wildcard's own host (subdomains only); a
+# host that merely starts with an allowed one.
+REFUSED = (
+    "https://attacker.test",
+    "http://chat.example.com",
+    "https://example.com",
+    "https://chat.example.com.attacker.test",
+)
 GREETING = "Hello Alice Liddell"  # the consumer's "Hello {display_name}": tests/issuer.py's name
 
 
@@ -113,7 +121,13 @@ def run(base: str, issued: dict[str, str], project: Path, settings_module: str) 
     import django
 
     django.setup()
-    from wsauth.models import OIDCIdentity
+    from wsauth.models import AllowedOrigin, OIDCIdentity
+
+    # The exact origin is inside the wildcard: the handshakes alone would not notice a
+    # README adding another one.
+    added = {str(o) for o in AllowedOrigin.objects.active()}
+    check(added == ADDED, f"the allowed origins are {sorted(added)}, not {sorted(ADDED)}")
+    print(f"ok   allowed origins: {sorted(added)}")
 
     identities = list(OIDCIdentity.objects.select_related("user"))
     check(len(identities) == 1, f"{len(identities)} OIDC identities in the project's database")
