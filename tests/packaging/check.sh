@@ -46,7 +46,7 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'echo "packaging check interrupted" >&2; exit 130' INT TERM
 
 case "$tmp/" in "$repo"/*) fail "the temporary directory $tmp is inside the repository" ;; esac
 "$python" -c 'import sys; assert sys.version_info >= (3, 11), sys.version' \
