@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 # The sdist's own files, besides the package.
-SDIST_EXTRA = {"PKG-INFO", "README.md", "pyproject.toml", "setup.cfg", "MANIFEST.in"}
+SDIST_EXTRA = {"PKG-INFO", "README.md", "pyproject.toml", "setup.cfg", "MANIFEST.in", "LICENSE"}
 
 
 def package_files(src: Path) -> set[str]:
@@ -49,7 +49,10 @@ def main() -> int:
         members = {m.name.split("/", 1)[1] for m in t.getmembers() if m.isfile()}
     in_sdist = {n for n in members if not n.split("/")[0].endswith(".egg-info")}
     problems += compare(sdist.name, in_sdist, expected | (SDIST_EXTRA & in_sdist))
-    for required in ("PKG-INFO", "README.md", "pyproject.toml"):
+    licenses = {n for n in names if n.endswith(".dist-info/licenses/LICENSE")}
+    if not licenses:
+        problems.append(f"{wheel.name} lacks its LICENSE (license-files)")
+    for required in ("PKG-INFO", "README.md", "pyproject.toml", "LICENSE"):
         if required not in in_sdist:
             problems.append(f"{sdist.name} lacks {required}")
 
