@@ -45,7 +45,12 @@ def test_unknown_keys_are_kept_for_the_system_check():
     assert loaded(LEEWAY=3, LEWAY=5, ticket_ttl=1).raw["_unknown"] == ["LEWAY", "ticket_ttl"]
 
 
-@override_settings(OIDC_RP_CLIENT_ID="oidc-client", OIDC_RP_SIGN_ALGO="ES256", OIDC_OP_JWKS_ENDPOINT="https://idp.test/jwks", OIDC_CREATE_USER=False)
+@override_settings(
+    OIDC_RP_CLIENT_ID="oidc-client",
+    OIDC_RP_SIGN_ALGO="ES256",
+    OIDC_OP_JWKS_ENDPOINT="https://idp.test/jwks",
+    OIDC_CREATE_USER=False,
+)
 def test_mozilla_django_oidc_settings_are_fallbacks():
     conf = loaded()
     assert conf.audience == ("oidc-client",)
@@ -55,7 +60,12 @@ def test_mozilla_django_oidc_settings_are_fallbacks():
     assert conf.create_users is False
 
 
-@override_settings(OIDC_RP_CLIENT_ID="oidc-client", OIDC_RP_SIGN_ALGO="HS256", OIDC_OP_JWKS_ENDPOINT="https://idp.test/jwks", OIDC_CREATE_USER=False)
+@override_settings(
+    OIDC_RP_CLIENT_ID="oidc-client",
+    OIDC_RP_SIGN_ALGO="HS256",
+    OIDC_OP_JWKS_ENDPOINT="https://idp.test/jwks",
+    OIDC_CREATE_USER=False,
+)
 def test_wsauth_settings_win_over_the_fallbacks():
     conf = loaded(
         AUDIENCE=["api", "", "web"],
@@ -76,13 +86,29 @@ def test_logout_audience_falls_back_to_the_audience():
     assert loaded(AUDIENCE="api").logout_audience == ("api",)
 
 
-@pytest.mark.parametrize(("value", "expected"), [(True, True), (False, frozenset()), ("x5t#S256", frozenset({"x5t#S256"})), (["a", "b"], frozenset({"a", "b"}))])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, frozenset()),
+        ("x5t#S256", frozenset({"x5t#S256"})),
+        (["a", "b"], frozenset({"a", "b"})),
+    ],
+)
 def test_accept_unverified_cnf_forms(value, expected):
     assert loaded(ACCEPT_UNVERIFIED_CNF=value).accept_unverified_cnf == expected
 
 
 def test_coercions_and_zero_meaning_off():
-    conf = loaded(LEEWAY="5", MAX_SOCKETS_PER_USER=0, MAX_MESSAGE_SIZE=0, LIMITS_SYNC_INTERVAL=None, REDIS="", METRICS="yes", SERVER_ADAPTERS=[])
+    conf = loaded(
+        LEEWAY="5",
+        MAX_SOCKETS_PER_USER=0,
+        MAX_MESSAGE_SIZE=0,
+        LIMITS_SYNC_INTERVAL=None,
+        REDIS="",
+        METRICS="yes",
+        SERVER_ADAPTERS=[],
+    )
     assert conf.leeway == 5.0
     assert conf.max_sockets_per_user is None
     assert conf.max_message_size is None
@@ -94,7 +120,11 @@ def test_coercions_and_zero_meaning_off():
 
 def test_role_caches_fall_back_to_the_ticket_cache():
     conf = loaded(TICKET_CACHE="tickets", RATE_LIMIT_CACHE="limits")
-    assert (conf.ticket_cache, conf.revocation_cache, conf.rate_limit_cache) == ("tickets", "tickets", "limits")
+    assert (conf.ticket_cache, conf.revocation_cache, conf.rate_limit_cache) == (
+        "tickets",
+        "tickets",
+        "limits",
+    )
 
 
 def test_resolved_once_and_dropped_when_settings_change(settings):
@@ -115,7 +145,9 @@ def test_reset_hooks_run_on_reset():
     hook = wsauth_conf.on_reset(lambda: calls.append(1))
     try:
         wsauth_conf.reset()
-        with override_settings(CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}):
+        with override_settings(
+            CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        ):
             pass  # entering and leaving: two setting_changed signals
         assert calls == [1, 1, 1]
     finally:
