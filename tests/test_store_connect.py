@@ -110,7 +110,7 @@ def test_bad_django_redis_sentinel_settings(location, sentinels, match):
 
 def test_django_redis_sharding_is_refused_with_the_fix():
     options = {"CLIENT_CLASS": "django_redis.client.ShardClient"}
-    with pytest.raises(ImproperlyConfigured, match="ShardClient.*DefaultClient or SentinelClient"):
+    with pytest.raises(ImproperlyConfigured, match=r"ShardClient.*DefaultClient or SentinelClient"):
         from_cache("c", {"BACKEND": DJANGO_REDIS, "LOCATION": "redis://a/0", "OPTIONS": options})
 
 
@@ -123,7 +123,7 @@ def test_django_redis_sharding_is_refused_with_the_fix():
     ],
 )
 def test_unshareable_caches_are_refused_with_the_fix(backend):
-    with pytest.raises(ImproperlyConfigured, match="TICKET_CACHE.*WSAUTH\\['REDIS'\\]"):
+    with pytest.raises(ImproperlyConfigured, match=r"TICKET_CACHE.*WSAUTH\[.REDIS.\]"):
         from_cache("c", {"BACKEND": backend, "LOCATION": "x"})
 
 
