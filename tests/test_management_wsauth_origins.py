@@ -46,7 +46,7 @@ def test_a_bad_origin_changes_nothing():
 
 
 def test_removing_what_is_not_there_is_an_error():
-    with pytest.raises(CommandError, match="https://missing.test is not an allowed origin"):
+    with pytest.raises(CommandError, match=r"https://missing\.test is not an allowed origin"):
         run("remove", "https://missing.test")
 
 
