@@ -1,4 +1,12 @@
-"""Shared fixtures: a live test issuer, and real Daphne processes of the demo project."""
+"""Shared fixtures: a live test issuer, and real Daphne processes of the demo project.
+
+Each wsauth module has a test module of its own (tests/test_layout.py checks it):
+``wsauth/x.py`` -> ``tests/test_x.py``; ``wsauth/pkg/mod.py`` -> ``tests/test_pkg_mod.py``
+and ``wsauth/pkg/__init__.py`` -> ``tests/test_pkg.py``; a management command
+``wsauth/management/commands/cmd.py`` -> ``tests/test_management_cmd.py``. Named before
+the rule: ``test_admission.py``, ``test_addresses.py``, ``test_revocation.py`` (revoke).
+Tests of several modules together (``*_live.py``, topologies, fuzzing) come on top.
+"""
 
 from __future__ import annotations
 

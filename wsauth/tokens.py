@@ -131,9 +131,12 @@ def _number(claims: dict[str, Any], name: str) -> float | None:
 
 
 def audience_matches(aud: Any, accepted: tuple[str, ...]) -> bool:
-    """An ``aud`` claim (a string or a list of strings) names one of ``accepted``."""
+    """An ``aud`` claim (a string or a list of strings) names one of ``accepted``. A list
+    with anything but strings is a malformed claim (RFC 7519 4.1.3), as pyjwt holds too."""
     auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-    return any(a in accepted for a in auds if isinstance(a, str))
+    if not all(isinstance(a, str) for a in auds):
+        return False
+    return any(a in accepted for a in auds)
 
 
 def check_claims(claims: dict[str, Any], conf: Conf, now: float | None = None) -> None:
@@ -273,6 +276,8 @@ def check_header(
         raise TokenError("bad_algorithm", f"algorithm {alg!r} is not supported")
     if "crit" in header:
         raise TokenError("malformed", "critical header extensions are not supported")
+    if header.get("b64", True) is False:  # RFC 7797: the payload segment is not base64url
+        raise TokenError("malformed", "unencoded payloads (b64: false) are not supported")
     allowed = types or (_STRICT_TYPES if conf.typ_policy == "strict" else _DEFAULT_TYPES)
     if _normalise_typ(header.get("typ")) not in allowed:
         raise TokenError("bad_type", f"token type {header.get('typ')!r} is not accepted")
@@ -396,6 +401,9 @@ def _check_cnf(cnf: Any, conf: Conf) -> None:
     unless ``ACCEPT_UNVERIFIED_CNF`` says the binding is checked elsewhere (a proxy)."""
     if not isinstance(cnf, dict):
         raise TokenError("invalid_claims", "'cnf' is not a JSON object")
+    if "jkt" in cnf and not (isinstance(cnf["jkt"], str) and cnf["jkt"]):
+        # A null jkt would otherwise read as "not bound" and pass as a bearer token.
+        raise TokenError("invalid_claims", "'cnf.jkt' is not a key thumbprint")
     accepted = conf.accept_unverified_cnf
     if accepted is True:
         return
