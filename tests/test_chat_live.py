@@ -11,8 +11,11 @@ import asyncio
 import json
 import time
 
+import pytest
 import redis
 import websockets
+
+from wsauth.consumers import UNSUPPORTED_DATA
 
 PREFIX = "authorization_bearer_"
 RECEIVERS = 20
@@ -63,3 +66,20 @@ async def test_sockets_closed_by_the_server_mid_flow_leave_the_room(
     log = server.log()
     assert "Exception inside application" not in log, log[-3000:]
     assert log.count("closing socket code=4001") == RECEIVERS
+
+
+def test_bad_frames_over_daphne(issuer, project, daphne):
+    """Daphne sends only 1000 and 3000-4999 (a 1003 would raise in the consumer's send):
+    the JSON consumer's close codes reach a real client."""
+    from websockets.sync.client import connect
+
+    server = daphne(project())
+    url = server.ws + "/ws/chat/frames/"
+    with connect(url, subprotocols=["chat", PREFIX + issuer.token()]) as ws:
+        ws.send("not json")
+        assert json.loads(ws.recv(timeout=5))["error"] == "bad_message"  # stays open
+        ws.send(b"\x00binary")
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            ws.recv(timeout=5)
+    assert closed.value.rcvd.code == UNSUPPORTED_DATA == 4003
+    assert "Exception inside application" not in server.log()

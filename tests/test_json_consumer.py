@@ -135,7 +135,7 @@ async def test_encode_json_and_decode_json_can_be_overridden(issuer):
     ["not json", "", "{", '{"n": 1', "[" * 100_000],  # the last: RecursionError
     ids=["text", "empty", "brace", "truncated", "deep"],
 )
-async def test_a_text_frame_that_is_not_json_closes_with_1007(issuer, frame):
+async def test_a_text_frame_that_is_not_json_closes_with_4007(issuer, frame):
     ws = await issuer.connect(application, "/t/double/")
     await ws.send_input({"type": "websocket.receive", "text": frame})  # (send_to refuses "")
     assert await ws.receive_output() == {"type": "websocket.close", "code": INVALID_PAYLOAD}
@@ -143,7 +143,7 @@ async def test_a_text_frame_that_is_not_json_closes_with_1007(issuer, frame):
     assert disconnected == [INVALID_PAYLOAD]  # the consumer lived on to its disconnect()
 
 
-async def test_a_binary_frame_closes_with_1003(issuer):
+async def test_a_binary_frame_closes_with_4003(issuer):
     ws = await issuer.connect(application, "/t/double/")
     await ws.send_to(bytes_data=b'{"n": 1}')
     assert await ws.receive_output() == {"type": "websocket.close", "code": UNSUPPORTED_DATA}

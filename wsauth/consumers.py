@@ -526,9 +526,11 @@ class EchoConsumer(AuthenticatedWebsocketConsumer):
             await self.send(text_data=f'I\'m not very smart, all I can do is repeat: "{text_data}"')
 
 
-#: RFC 6455 close codes for frames a JSON consumer cannot take.
-UNSUPPORTED_DATA = 1003  # a binary frame
-INVALID_PAYLOAD = 1007  # a text frame that is not JSON
+#: Close codes for frames a JSON consumer cannot take: RFC 6455's 1003 and 1007 moved to
+#: 4xxx, as 4009 is, because Daphne (autobahn) refuses to send 1001-2999 and the
+#: application's send raises instead.
+UNSUPPORTED_DATA = 4003  # a binary frame
+INVALID_PAYLOAD = 4007  # a text frame that is not JSON
 
 
 class AuthenticatedJsonWebsocketConsumer(
@@ -542,11 +544,13 @@ class AuthenticatedJsonWebsocketConsumer(
     Two frames Channels lets end the consumer with an exception (Daphne closes with
     1011, ``disconnect()`` never runs and ``groups`` are never left) are answered instead:
     a text frame ``decode_json`` refuses goes to ``receive_invalid_json``, which closes
-    with 1007 unless overridden; a binary frame closes with 1003.
+    with 4007 (``INVALID_PAYLOAD``) unless overridden; a binary frame closes with 4003
+    (``UNSUPPORTED_DATA``).
 
-    Once the consumer has sent its close, ``send`` sends nothing: until the client's close
-    reply, group messages keep arriving, and a send into the closing socket raises in the
-    server (Daphne: autobahn's ``Disconnected``), which ends the consumer the same way.
+    Once the consumer has sent its close, ``send`` and ``send_json`` send nothing: until
+    the client's close reply, group messages keep arriving, and a send into the closing
+    socket raises in the server (Daphne: autobahn's ``Disconnected``), which ends the
+    consumer the same way.
     """
 
     async def receive(
