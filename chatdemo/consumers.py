@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from autobahn.exception import Disconnected
 from django.contrib.auth import get_user_model
 
 from wsauth import admission
 from wsauth.admission.places import all_sockets_sync
-from wsauth.consumers import AuthenticatedWebsocketConsumer
+from wsauth.consumers import AuthenticatedJsonWebsocketConsumer
 from wsauth.users import display_name
 
 logger = logging.getLogger("chatdemo")
@@ -49,31 +47,31 @@ async def presence(path: str) -> list[str]:
     return await sync_to_async(_names)(pks - {None})
 
 
-class ChatConsumer(AuthenticatedWebsocketConsumer):
+class ChatConsumer(AuthenticatedJsonWebsocketConsumer):
     """The room's messages to everyone in it; with ``?presence=1``, also who is here
     (``{"type": "presence", "users": [...]}``) whenever someone joins or leaves. Joins
     and leaves are announced to the room's presence group; only its subscribers read the
-    registry, so a room nobody watches costs one group message per join."""
+    registry, so a room nobody watches costs one group message per join.
+
+    Every frame is sent from a handler, in order with ``websocket.disconnect``, and the
+    groups are Channels' ``groups``, left on disconnect."""
 
     async def connect(self) -> None:
         self.room = self.scope["url_route"]["kwargs"]["room"]
         self.group = f"chat.{self.room}"
         self.presence_group = f"chat.{self.room}.presence"
         self.presence_due = False
-        self.wants_presence = b"presence=1" in (self.scope.get("query_string") or b"")
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        if self.wants_presence:
-            await self.channel_layer.group_add(self.presence_group, self.channel_name)
+        wants_presence = b"presence=1" in (self.scope.get("query_string") or b"")
+        self.groups = [self.group, self.presence_group] if wants_presence else [self.group]
+        for group in self.groups:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         # The registry is written in batches: this socket's place first, then the news.
         await admission.sync_now()
         await self.channel_layer.group_send(self.presence_group, {"type": "chat.presence"})
 
     async def disconnect(self, code: int) -> None:
-        if hasattr(self, "group"):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-            if self.wants_presence:
-                await self.channel_layer.group_discard(self.presence_group, self.channel_name)
+        if self.groups:  # (a first-message socket that never authenticated joined none)
             _in_background(self._left(self.channel_layer, self.presence_group))
 
     @staticmethod
@@ -86,33 +84,28 @@ class ChatConsumer(AuthenticatedWebsocketConsumer):
         """Someone joined or left: read the registry (once for a burst of changes)."""
         if not self.presence_due:
             self.presence_due = True
-            _in_background(self._send_presence())
+            _in_background(self._read_presence())
 
-    async def _send_presence(self) -> None:
+    async def _read_presence(self) -> None:
         await asyncio.sleep(PRESENCE_DEBOUNCE)
         self.presence_due = False
         try:
             users = await presence(self.scope["path"])
-            await self.send_json({"type": "presence", "users": users})
-        except Disconnected:
-            logger.debug("presence for a closed socket dropped")
+            # Back through the consumer's own channel: a send from this task could
+            # reach a socket that is closing (the server raises, the consumer dies).
+            await self.channel_layer.send(
+                self.channel_name, {"type": "chat.presence.list", "users": users}
+            )
         except Exception as exc:  # presence is a courtesy: the chat goes on without it
             logger.warning("presence of %s not sent: %s", self.scope["path"], exc)
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        try:
-            payload = json.loads(text_data or "")
-            message = payload["message"]
-            if not isinstance(message, str) or not message.strip():
-                raise ValueError
-        except (ValueError, KeyError, TypeError, RecursionError):
-            await self.send_json(
-                {
-                    "type": "error",
-                    "error": "bad_message",
-                    "detail": 'send JSON {"message": "<text>"}',
-                }
-            )
+    async def chat_presence_list(self, event: dict[str, Any]) -> None:
+        await self.send_json({"type": "presence", "users": event["users"]})
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        message = content.get("message") if isinstance(content, dict) else None
+        if not isinstance(message, str) or not message.strip():
+            await self.bad_message()
             return
         await self.channel_layer.group_send(
             self.group,
@@ -124,20 +117,21 @@ class ChatConsumer(AuthenticatedWebsocketConsumer):
             },
         )
 
-    async def chat_message(self, event: dict[str, Any]) -> None:
-        try:
-            await self.send_json(
-                {
-                    "type": "message",
-                    "user": event["user"],
-                    "message": event["message"],
-                    "room": self.room,
-                    "sent_at": event["sent_at"],
-                }
-            )
-        except Disconnected:
-            # The client left between the group send and this delivery.
-            logger.debug("chat message for a closed socket dropped")
+    async def receive_invalid_json(self, text_data: str) -> None:
+        await self.bad_message()  # the socket stays open
 
-    async def send_json(self, content: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(content))
+    async def bad_message(self) -> None:
+        await self.send_json(
+            {"type": "error", "error": "bad_message", "detail": 'send JSON {"message": "<text>"}'}
+        )
+
+    async def chat_message(self, event: dict[str, Any]) -> None:
+        await self.send_json(
+            {
+                "type": "message",
+                "user": event["user"],
+                "message": event["message"],
+                "room": self.room,
+                "sent_at": event["sent_at"],
+            }
+        )

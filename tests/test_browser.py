@@ -171,11 +171,15 @@ def test_page_from_a_foreign_origin_cannot_connect(demo):
     ws_url = f"{demo.a.ws}/ws/echo/"
     protocols = ["chat", "authorization_bearer_" + token]
     assert page.evaluate(OPEN_SOCKET, [ws_url, protocols]) == "open"
-    # The same server under another name is another origin, not in the allowed list.
-    foreign = context.new_page()
+    # The same server under another name is another origin, not in the allowed list. The
+    # demo's own Content-Security-Policy would stop that page before the server does: a
+    # hostile page has none, so this one bypasses it.
+    foreign_ctx = demo.browser.new_context(bypass_csp=True)
+    foreign = foreign_ctx.new_page()
     foreign.goto(f"http://localhost:{demo.a.port}/")
     assert foreign.evaluate(OPEN_SOCKET, [ws_url, protocols]) == "error"
     assert _wait_log(demo.a, "reason=origin_not_allowed")
+    foreign_ctx.close()
     context.close()
 
 
@@ -296,9 +300,8 @@ def test_room_shows_who_is_here_across_processes(demo):
     for page in (alice, bob):
         page.wait_for_selector("#presence:has-text('Alice Liddell, Bob Builder')")
     bob_ctx.close()  # Bob leaves: his socket's place is given back
-    alice.wait_for_function(
-        "document.getElementById('presence').textContent === 'Alice Liddell'", timeout=5_000
-    )
+    # (a selector, not wait_for_function: the page's CSP forbids evaluating strings)
+    alice.wait_for_selector("#presence:text-is('Alice Liddell')", timeout=5_000)
     alice_ctx.close()
 
 
@@ -359,3 +362,32 @@ def test_live_connections_page_lists_filters_and_disconnects(demo, tmp_path):
     bob.wait_for_selector("#state.state-stopped", timeout=2_000)
     for ctx in (alice_ctx, bob_ctx, admin_ctx):
         ctx.close()
+
+
+CSP_WATCH = """window.cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+  (e) => window.cspViolations.push(e.violatedDirective + " " + e.blockedURI));"""
+
+
+def test_the_room_runs_under_its_strict_content_security_policy(demo):
+    context, page = login(demo, demo.a, "alice", room="csp")
+    page.add_init_script(CSP_WATCH)
+    response = page.reload()
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    page.wait_for_selector("#state.state-open")
+    send(page, "under CSP")
+    page.wait_for_selector("#messages li:has-text('under CSP')")
+    assert page.evaluate("getComputedStyle(document.body).margin") == "0px"  # demo.css
+    assert page.evaluate("window.cspViolations") == []
+    # The policy is enforced: an inline script is refused, and reported.
+    page.evaluate(
+        "() => { const s = document.createElement('script');"
+        " s.textContent = 'window.inlineRan = true'; document.body.append(s); }"
+    )
+    assert page.evaluate("window.inlineRan === undefined")
+    deadline = time.monotonic() + 5  # the violation event is dispatched asynchronously
+    while not page.evaluate("window.cspViolations.length"):
+        assert time.monotonic() < deadline, "no violation reported for the inline script"
+        time.sleep(0.1)
+    assert page.evaluate("window.cspViolations")[0].startswith("script-src")
+    context.close()

@@ -1,4 +1,4 @@
-"""The authenticated base consumer and the echo consumer.
+"""The authenticated base consumers (raw frames, and JSON) and the echo consumer.
 
 The base consumer owns the life of the credential on an open socket: it warns before
 expiry (``wsauth.expiring``), closes at expiry (4001), takes in-band refreshes
@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
 from . import admission, close_codes, metrics, revoke, signals, tickets
 from .admission.places import socket_id
@@ -592,3 +592,62 @@ class EchoConsumer(AuthenticatedWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is not None:
             await self.send(text_data=f'I\'m not very smart, all I can do is repeat: "{text_data}"')
+
+
+#: Close codes for frames a JSON consumer cannot take: RFC 6455's 1003 and 1007 moved to
+#: 4xxx, as 4009 is, because Daphne (autobahn) refuses to send 1001-2999 and the
+#: application's send raises instead.
+UNSUPPORTED_DATA = 4003  # a binary frame
+INVALID_PAYLOAD = 4007  # a text frame that is not JSON
+
+
+class AuthenticatedJsonWebsocketConsumer(
+    AuthenticatedWebsocketConsumer, AsyncJsonWebsocketConsumer
+):
+    """Channels' ``AsyncJsonWebsocketConsumer`` behind wsauth: ``receive_json(content)``,
+    ``send_json(content, close=False)`` and the ``encode_json``/``decode_json``
+    classmethods are Channels' own; ``wsauth.*`` control frames never reach
+    ``receive_json``.
+
+    Two frames Channels lets end the consumer with an exception (Daphne closes with
+    1011, ``disconnect()`` never runs and ``groups`` are never left) are answered instead:
+    a text frame ``decode_json`` refuses goes to ``receive_invalid_json``, which closes
+    with 4007 (``INVALID_PAYLOAD``) unless overridden; a binary frame closes with 4003
+    (``UNSUPPORTED_DATA``).
+
+    Once the consumer has sent its close, ``send`` and ``send_json`` send nothing: until
+    the client's close reply, group messages keep arriving, and a send into the closing
+    socket raises in the server (Daphne: autobahn's ``Disconnected``), which ends the
+    consumer the same way.
+    """
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        if text_data is None:
+            await self.close(code=UNSUPPORTED_DATA)
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except (ValueError, RecursionError):  # json.JSONDecodeError is a ValueError
+            await self.receive_invalid_json(text_data)
+            return
+        await self.receive_json(content, **kwargs)
+
+    async def receive_invalid_json(self, text_data: str) -> None:
+        """A text frame ``decode_json`` refused: override to answer instead of closing."""
+        await self.close(code=INVALID_PAYLOAD)
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        if not self._closing:
+            await super().send(text_data, bytes_data, close)
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        if not self._closing:  # Channels' send_json calls past send() above
+            await super().send_json(content, close)
+
+    async def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self._closing = True
+        await super().close(code, reason)
