@@ -102,3 +102,17 @@ def test_attributes_of_unexpected_types_are_not_touched():
     DaphneAdapter().forget(protocol, {}, PREFIX)
     assert protocol.http_request_data == "not bytes"
     assert protocol.websocket_protocols == ("chat", PREFIX + TOKEN)
+
+
+def test_a_send_into_a_socket_the_client_closed_is_recognised():
+    """autobahn raises Disconnected, not an OSError, from a send after the client's close
+    frame; only then, with the protocol no longer open, is the send dropped."""
+    from autobahn.exception import Disconnected
+
+    adapter = DaphneAdapter()
+    protocol = WebSocketProtocol()
+    protocol.state = protocol.STATE_CLOSED
+    assert adapter.closed(protocol, Disconnected("Attempt to send on a closed protocol"))
+    assert not adapter.closed(protocol, ValueError("Socket has not been accepted"))
+    protocol.state = protocol.STATE_OPEN
+    assert not adapter.closed(protocol, Disconnected("?"))

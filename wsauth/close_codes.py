@@ -16,3 +16,9 @@ MESSAGE_TOO_BIG = 4009
 #: The client does not read what is sent to it: more than MAX_QUEUED_BYTES wait in the
 #: server for it (as Centrifugo's 3008, in the private range). Reconnect.
 SLOW_CLIENT = 4008
+#: Close codes for frames a JSON consumer cannot take: RFC 6455's 1003 and 1007 moved to
+#: 4xxx, as 4009 is, because Daphne (autobahn) refuses to send 1001-2999 and the
+#: application's send raises instead. A binary frame:
+UNSUPPORTED_DATA = 4003
+#: A text frame that is not JSON:
+INVALID_PAYLOAD = 4007

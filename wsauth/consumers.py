@@ -594,15 +594,14 @@ class EchoConsumer(AuthenticatedWebsocketConsumer):
             await self.send(text_data=f'I\'m not very smart, all I can do is repeat: "{text_data}"')
 
 
-#: Close codes for frames a JSON consumer cannot take: RFC 6455's 1003 and 1007 moved to
-#: 4xxx, as 4009 is, because Daphne (autobahn) refuses to send 1001-2999 and the
-#: application's send raises instead.
-UNSUPPORTED_DATA = 4003  # a binary frame
-INVALID_PAYLOAD = 4007  # a text frame that is not JSON
+# (Re-exported: the JSON consumer's close codes, defined with the others.)
+UNSUPPORTED_DATA = close_codes.UNSUPPORTED_DATA
+INVALID_PAYLOAD = close_codes.INVALID_PAYLOAD
 
 
 class AuthenticatedJsonWebsocketConsumer(
-    AuthenticatedWebsocketConsumer, AsyncJsonWebsocketConsumer
+    AuthenticatedWebsocketConsumer,
+    AsyncJsonWebsocketConsumer,  # type: ignore[misc]  # (channels is untyped)
 ):
     """Channels' ``AsyncJsonWebsocketConsumer`` behind wsauth: ``receive_json(content)``,
     ``send_json(content, close=False)`` and the ``encode_json``/``decode_json``

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.utils.module_loading import import_string
 
-from .conf import Conf, on_reset
+from .conf import Conf, get_conf, on_reset
 
 if TYPE_CHECKING:
     from asgiref.typing import (
@@ -89,6 +89,12 @@ class ServerAdapter:
 
     def forget(self, connection: Any, scope: WebSocketScope, prefix: str) -> None:
         raise NotImplementedError
+
+    def closed(self, connection: Any, exc: BaseException) -> bool:
+        """Whether ``exc``, raised by a send, says the client's side is already closed (the
+        server has not told the application yet). ASGI asks servers for an ``OSError``
+        there (``closed_under`` takes those); this is for servers that raise another."""
+        return False
 
     def header_budget(self, connection: Any) -> tuple[int, str] | None:
         """The largest ``Sec-WebSocket-Protocol`` header the server takes, and the knob
@@ -324,6 +330,23 @@ def forget(scope: WebSocketScope, send: ASGISendCallable, conf: Conf) -> bool:
         )
         return False
     return True
+
+
+def closed_under(send: Any, exc: BaseException) -> bool:
+    """Whether the send that raised ``exc`` was into a connection the client has closed:
+    the message is then dropped, as nothing can deliver it, and the application learns
+    of the close from ``websocket.disconnect``. Looked up only when a send has failed."""
+    if isinstance(exc, OSError):  # ASGI's "server-specific subclass of OSError"
+        return True
+    active = [a for a in adapters(get_conf()) if a.active()]
+    found = find(server_send.get(send), active) if active else None
+    if found is None:
+        return False
+    adapter, connection = found
+    try:
+        return adapter.closed(connection, exc)
+    except Exception:  # a server version the adapter does not know: let exc through
+        return False
 
 
 #: Room a token offer needs beyond the token: the header's name, the prefix, an

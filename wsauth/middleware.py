@@ -166,7 +166,14 @@ class _SelectingSend:
                 return  # a client that does not read: closed (4008), or about to be
             if kind == "websocket.close" and self.close_code is None:
                 self.close_code = message.get("code") or 1000
-            return await self.send(message)
+            try:
+                return await self.send(message)
+            except Exception as exc:
+                # The client closed first: its websocket.disconnect is on its way, and
+                # raising would end the consumer before disconnect() leaves its groups.
+                if edge.closed_under(self.send, exc):
+                    return None
+                raise
         asked = message.get("subprotocol")
         if asked not in self.offered and asked != self.chosen:  # (no copy to keep)
             message = {**message, "subprotocol": self.chosen}

@@ -38,6 +38,13 @@ class DaphneAdapter(ServerAdapter):
         cls = getattr(module, "WebSocketProtocol", None)
         return obj if cls is not None and isinstance(obj, cls) else None
 
+    def closed(self, connection: Any, exc: BaseException) -> bool:
+        # autobahn raises Disconnected (no OSError) from a send once the client's close
+        # frame came; Daphne sends websocket.disconnect only when TCP is gone, later.
+        from autobahn.exception import Disconnected
+
+        return isinstance(exc, Disconnected) and connection.state != connection.STATE_OPEN
+
     def forget(self, connection: Any, scope: WebSocketScope, prefix: str) -> None:
         forget_in_scope(scope, prefix)
         _forget_in_autobahn(connection, prefix)
