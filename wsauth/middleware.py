@@ -198,32 +198,38 @@ class WSAuthMiddleware(BaseMiddleware):
         try:
             return await super().__call__(scope, receiving, selecting)
         finally:
-            if place is not None:
+            # Shielded only where something is awaited: a task per closing socket otherwise.
+            if place is not None and not place.release_locally():
                 await asyncio.shield(place.release())
             if selecting.accepted_at is not None:
-                await asyncio.shield(self._closed(scope, selecting, receiving))
+                code, duration = self._closed(selecting, receiving)
+                if signals.socket_closed.receivers:
+                    await asyncio.shield(self._closed_signal(scope, code, duration))
 
-    async def _closed(
-        self, scope: dict[str, Any], selecting: _SelectingSend, receiving: _Receiving
-    ) -> None:
+    @staticmethod
+    def _closed(selecting: _SelectingSend, receiving: _Receiving) -> tuple[int | None, float]:
         code = selecting.close_code if selecting.close_code is not None else receiving.code
         duration = max(0.0, time.time() - (selecting.accepted_at or 0.0))
         metrics.socket_closed(selecting.method, code, duration)
-        if signals.socket_closed.receivers:
-            info = scope.get("wsauth") or {}
-            await signals.send(
-                signals.socket_closed,
-                type(self),
-                # (a first-message socket's user is known only to the consumer's record)
-                user=info.get("user") or scope.get("user"),
-                method=metrics.method_label(info.get("method")),
-                socket_id=info.get("socket_id"),
-                path=scope.get("path"),
-                origin=info.get("origin"),
-                address=info.get("client"),
-                code=code,
-                duration=duration,
-            )
+        return code, duration
+
+    async def _closed_signal(
+        self, scope: dict[str, Any], code: int | None, duration: float
+    ) -> None:
+        info = scope.get("wsauth") or {}
+        await signals.send(
+            signals.socket_closed,
+            type(self),
+            # (a first-message socket's user is known only to the consumer's record)
+            user=info.get("user") or scope.get("user"),
+            method=metrics.method_label(info.get("method")),
+            socket_id=info.get("socket_id"),
+            path=scope.get("path"),
+            origin=info.get("origin"),
+            address=info.get("client"),
+            code=code,
+            duration=duration,
+        )
 
     async def _open(
         self, scope: dict[str, Any], receive: Any, send: Any

@@ -82,11 +82,19 @@ class SocketPlace:
     def __init__(self, key: str, member: str) -> None:
         self.key, self.member = key, member
 
-    async def release(self) -> None:
+    def release_locally(self) -> bool:
+        """Give the place back with the next sync, without awaiting (no task, nothing
+        to shield on a closing socket); False in the exact mode: ``await release()``."""
+        if get_conf().limits_sync_interval <= 0:
+            return False
         _keeper.get().forget(self)
-        if get_conf().limits_sync_interval > 0:  # with the next sync
-            sync.get().release(self.key, self.member)
+        sync.get().release(self.key, self.member)
+        return True
+
+    async def release(self) -> None:
+        if self.release_locally():
             return
+        _keeper.get().forget(self)
         try:
             await store.get("limits").release(self.key, self.member)
         except Exception as exc:  # it lapses with its lease
