@@ -196,7 +196,9 @@ class WSAuthMiddleware(BaseMiddleware):
         del opened
         receiving = _Receiving(receive)
         try:
-            return await super().__call__(scope, receiving, selecting)
+            # The scope is wsauth's own copy already: not BaseMiddleware's second copy
+            # (a dict and a frame held for the socket's life).
+            return await self.inner(scope, receiving, selecting)
         finally:
             # Shielded only where something is awaited: a task per closing socket otherwise.
             if place is not None and not place.release_locally():
