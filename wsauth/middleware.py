@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from collections.abc import Coroutine, Generator
+from typing import Any, TypeVar, cast
 
 from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
@@ -28,6 +29,8 @@ from .origins import gate
 from .routing import wants_first_message_auth
 
 logger = logging.getLogger("wsauth")
+
+T = TypeVar("T")
 
 _authenticators: list[BaseAuthenticator] | None = None
 
@@ -242,36 +245,17 @@ class WSAuthMiddleware(BaseMiddleware):
             revoke.listen()
         conf = get_conf()
         attempt = admission.Attempt.of(scope, conf)
-        place = None
-        method: str | None = None
         try:
-            async with asyncio.timeout(conf.handshake_timeout):
-                identity, handshake = await authenticate(scope, conf, attempt.address)
-                attempt.origin = handshake.origin
-                checked_at = time.time()  # before the revocation markers are read
-                if identity is not None:
-                    method = identity.method
-                    place = await admission.admit(
-                        attempt,
-                        identity.user,
-                        identity.revocable,
-                        identity.issued_at,
-                        method=identity.method,
-                        expires_at=identity.expires_at,
-                    )
-                elif wants_first_message_auth(self.inner, attempt.path):
-                    method = "message"
-                    await admission.admit_unverified(attempt)
-                    identity = Identity(AnonymousUser(), "pending", None, None)
-                else:
-                    raise Refused("no_credentials", "no token subprotocol and no ticket")
+            identity, handshake, checked_at, place = await _bounded(
+                self._admitted(scope, conf, attempt), conf.handshake_timeout
+            )
         except WSAuthError as error:
             error = await admission.failed(attempt, error)
-            await self._answer(scope, receive, send, error, attempt, method)
+            await self._answer(scope, receive, send, error, attempt, attempt.method)
             return None
         except TimeoutError:
             timeout = Unavailable("timeout", "authentication took too long")
-            await self._answer(scope, receive, send, timeout, attempt, method)
+            await self._answer(scope, receive, send, timeout, attempt, attempt.method)
             return None
         except Exception as exc:  # a database or store fault: refuse cleanly, keep serving
             logger.error(
@@ -281,7 +265,7 @@ class WSAuthMiddleware(BaseMiddleware):
                 type(exc).__name__,
                 exc,
             )
-            method = method or _method_of(scope, conf)
+            method = attempt.method or _method_of(scope, conf)
             metrics.handshake("error", "server_error", method)
             await _refused_signal(type(self), "server_error", str(exc), method, False, attempt)
             await _deny(receive, send)
@@ -292,6 +276,33 @@ class WSAuthMiddleware(BaseMiddleware):
             if signals.handshake_accepted.receivers:
                 await _accepted_signal(type(self), inner, attempt)
         return inner, _selecting(send, handshake, identity.method, scope), place
+
+    async def _admitted(
+        self, scope: dict[str, Any], conf: Conf, attempt: admission.Attempt
+    ) -> tuple[Identity, Handshake, float, admission.SocketPlace | None]:
+        """The origin gate, the authenticators and admission: the identity, the parsed
+        handshake, when the markers were checked, and the socket's place."""
+        identity, handshake = await authenticate(scope, conf, attempt.address)
+        attempt.origin = handshake.origin
+        checked_at = time.time()  # before the revocation markers are read
+        place = None
+        if identity is not None:
+            attempt.method = identity.method
+            place = await admission.admit(
+                attempt,
+                identity.user,
+                identity.revocable,
+                identity.issued_at,
+                method=identity.method,
+                expires_at=identity.expires_at,
+            )
+        elif wants_first_message_auth(self.inner, attempt.path):
+            attempt.method = "message"
+            await admission.admit_unverified(attempt)
+            identity = Identity(AnonymousUser(), "pending", None, None)
+        else:
+            raise Refused("no_credentials", "no token subprotocol and no ticket")
+        return identity, handshake, checked_at, place
 
     @staticmethod
     def _scope(
@@ -368,6 +379,45 @@ class WSAuthMiddleware(BaseMiddleware):
             await _limit(receive, send, scope, get_conf())
         else:
             await _deny(receive, send)
+
+
+async def _bounded(coro: Coroutine[Any, Any, T], seconds: float | None) -> T:
+    """``await coro`` within ``seconds``. The timer is armed only once ``coro`` waits for
+    something: a handshake whose token, user and origin are cached runs to its end
+    without suspending, and no timeout can interrupt code that does not suspend, so
+    the limit is the same at the price of no timer per handshake."""
+    try:
+        waiting_on = coro.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    async with asyncio.timeout(seconds):
+        return await _Resumed(coro, waiting_on)
+
+
+class _Resumed:
+    """Awaits a coroutine that has already suspended once on ``waiting_on``, as
+    ``await`` would have gone on: what the task sends or throws goes to the coroutine."""
+
+    __slots__ = ("coro", "waiting_on")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
+        self.coro, self.waiting_on = coro, waiting_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, waiting_on = self.coro, self.waiting_on
+        while True:
+            try:
+                value = yield waiting_on
+            except BaseException as exc:  # a cancellation (the timeout's), a close
+                try:
+                    waiting_on = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waiting_on = coro.send(value)
+                except StopIteration as done:
+                    return done.value
 
 
 def _outcome(error: WSAuthError) -> str:

@@ -50,6 +50,7 @@ class Attempt:
     bucket: str
     path: str
     origin: str | None
+    method: str | None = None  # the credential's, once an authenticator claimed it
 
     @classmethod
     def of(cls, scope: dict[str, Any], conf: Conf, origin: str | None = None) -> Attempt:
