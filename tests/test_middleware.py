@@ -189,3 +189,49 @@ def test_handshake_parse_rules(settings):
         Handshake.parse({"headers": [(b"origin", b"https://a"), (b"Origin", b"https://b")]}, conf)
     with pytest.raises(Refused):
         Handshake.parse({"query_string": b"\xff"}, conf)
+
+
+async def test_the_handshake_timeout_bounds_what_waits_and_passes_through_the_rest():
+    """``_bounded`` arms the timer only once the handshake waits for something: what
+    runs to its end at once returns at once, what waits is still cut off, and
+    exceptions and cancellations reach the coroutine and its caller as with ``await``."""
+    import asyncio
+
+    from wsauth.middleware import _bounded
+
+    async def at_once():
+        return "done"
+
+    async def waits(seconds):
+        await asyncio.sleep(seconds)
+        return "waited"
+
+    async def fails(wait_first):
+        if wait_first:
+            await asyncio.sleep(0)
+        raise ValueError("bad")
+
+    cleaned = []
+
+    async def cancelled_inside():
+        try:
+            await asyncio.sleep(10)
+        finally:
+            cleaned.append(True)
+
+    assert await _bounded(at_once(), 0.01) == "done"
+    assert await _bounded(waits(0.01), 5) == "waited"
+    with pytest.raises(TimeoutError):
+        await _bounded(waits(5), 0.05)
+    for wait_first in (False, True):
+        with pytest.raises(ValueError, match="bad"):
+            await _bounded(fails(wait_first), 5)
+    with pytest.raises(TimeoutError):
+        await _bounded(cancelled_inside(), 0.05)
+    assert cleaned == [True]
+    task = asyncio.ensure_future(_bounded(cancelled_inside(), None))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cleaned == [True, True]

@@ -182,7 +182,7 @@ class AuthenticatedWebsocketConsumer(AsyncWebsocketConsumer):  # type: ignore[mi
             revoke.leave(self, self._revocation_groups)
             self._revocation_groups = ()
         slot, self._slot = self._slot, None
-        if slot is not None:
+        if slot is not None and not slot.release_locally():
             await asyncio.shield(slot.release())
         await super().websocket_disconnect(message)
 

@@ -111,10 +111,13 @@ def headers_without_token(
     """A copy of ASGI ``headers`` whose ``Sec-WebSocket-Protocol`` has no token offer."""
     marker = prefix.encode("ascii")
     out: list[tuple[bytes, bytes]] = []
-    for name, value in headers:
+    for header in headers:
+        name, value = header
         if name.lower() == b"sec-websocket-protocol" and marker in value:
-            value = _offers_without(value, marker)
-        out.append((name, value))
+            header = (name, _offers_without(value, marker))
+        # Every other header is the server's own pair, shared: not a new tuple for each
+        # one, held for the socket's life (no one changes them in place).
+        out.append(header)
     return out
 
 

@@ -57,6 +57,8 @@ LIMITS = {
     "too_many_frames": "message_rate",
     "too_many_refreshes": "refresh_rate",
 }
+#: How many raw-value children ``Metrics.raw_child`` remembers.
+_RAW_CHILDREN = 512
 _REASON = re.compile(r"[a-z][a-z0-9_]{0,47}")
 _METHODS = frozenset({"subprotocol", "ticket", "query", "message", "none"})
 
@@ -186,6 +188,12 @@ class Metrics:
         self.scrape = _ScrapeCollector(ns)
         registry.register(self.scrape)
         self._children: dict[tuple[Any, ...], Any] = {}
+        # The hot path's children by the raw values they are called with (no label
+        # mapping, no key tuple made per call), one table per event: bounded, as a value
+        # from outside wsauth may be anything.
+        self.by_handshake: dict[tuple[str, str, str | None], Any] = {}
+        self.by_method: dict[str, Any] = {}
+        self.by_code: dict[Any, Any] = {}
 
     def child(self, metric: Any, *labels: str) -> Any:
         """The labelled child, resolved once (``labels()`` validates and locks)."""
@@ -195,10 +203,21 @@ class Metrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
+    def open_child(self, method: str) -> Any:
+        found = self.by_method.get(method)
+        if found is None:
+            found = _remember(self.by_method, method, self.child(self.sockets_open, method))
+        return found
+
     # -- events --------------------------------------------------------------------------
 
     def handshake(self, outcome: str, reason: str, method: str | None) -> None:
-        self.child(self.handshakes, outcome, reason_label(reason), method_label(method)).inc()
+        key = (outcome, reason, method)
+        found = self.by_handshake.get(key)
+        if found is None:
+            labels = (outcome, reason_label(reason), method_label(method))
+            found = _remember(self.by_handshake, key, self.child(self.handshakes, *labels))
+        found.inc()
 
     def limit(self, reason: str) -> None:
         self.child(self.limits, LIMITS.get(reason, "other")).inc()
@@ -326,15 +345,24 @@ def limit_hit(reason: str) -> None:
 def socket_opened(method: str) -> None:
     m = active()
     if m is not None:
-        m.child(m.sockets_open, method).inc()
+        m.open_child(method).inc()
 
 
 def socket_closed(method: str, code: Any, duration: float) -> None:
     m = active()
     if m is not None:
-        m.child(m.sockets_open, method).dec()
-        m.child(m.closes, close_code_label(code)).inc()
+        m.open_child(method).dec()
+        closes = m.by_code.get(code)
+        if closes is None:
+            closes = _remember(m.by_code, code, m.child(m.closes, close_code_label(code)))
+        closes.inc()
         m.socket_seconds.observe(duration)
+
+
+def _remember(table: dict[Any, Any], key: Any, child: Any) -> Any:
+    if len(table) < _RAW_CHILDREN:
+        table[key] = child
+    return child
 
 
 def refresh(outcome: str) -> None:

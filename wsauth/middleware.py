@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Generator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from channels.middleware import BaseMiddleware
 from django.contrib.auth.models import AnonymousUser
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from .asgi import WSAuthScope
 
 logger = logging.getLogger("wsauth")
+
+T = TypeVar("T")
 
 _authenticators: list[BaseAuthenticator] | None = None
 
@@ -230,34 +232,42 @@ class WSAuthMiddleware(BaseMiddleware):  # type: ignore[misc]  # (channels is un
         del opened
         receiving = _Receiving(receive)
         try:
-            await super().__call__(scope, receiving, selecting)
+            # The scope is wsauth's own copy already: not BaseMiddleware's second copy
+            # (a dict and a frame held for the socket's life).
+            await self.inner(scope, receiving, selecting)
         finally:
-            if place is not None:
+            # Shielded only where something is awaited: a task per closing socket otherwise.
+            if place is not None and not place.release_locally():
                 await asyncio.shield(place.release())
             if selecting.accepted_at is not None:
-                await asyncio.shield(self._closed(scope, selecting, receiving))
+                code, duration = self._closed(selecting, receiving)
+                if signals.socket_closed.receivers:
+                    await asyncio.shield(self._closed_signal(scope, code, duration))
 
-    async def _closed(
-        self, scope: WSAuthScope, selecting: _SelectingSend, receiving: _Receiving
-    ) -> None:
+    @staticmethod
+    def _closed(selecting: _SelectingSend, receiving: _Receiving) -> tuple[int | None, float]:
         code = selecting.close_code if selecting.close_code is not None else receiving.code
         duration = max(0.0, time.time() - (selecting.accepted_at or 0.0))
         metrics.socket_closed(selecting.method, code, duration)
-        if signals.socket_closed.receivers:
-            info = scope.get("wsauth") or {}
-            await signals.send(
-                signals.socket_closed,
-                type(self),
-                # (a first-message socket's user is known only to the consumer's record)
-                user=info.get("user") or scope.get("user"),
-                method=metrics.method_label(info.get("method")),
-                socket_id=info.get("socket_id"),
-                path=scope.get("path"),
-                origin=info.get("origin"),
-                address=info.get("client"),
-                code=code,
-                duration=duration,
-            )
+        return code, duration
+
+    async def _closed_signal(
+        self, scope: Mapping[str, Any], code: int | None, duration: float
+    ) -> None:
+        info = scope.get("wsauth") or {}
+        await signals.send(
+            signals.socket_closed,
+            type(self),
+            # (a first-message socket's user is known only to the consumer's record)
+            user=info.get("user") or scope.get("user"),
+            method=metrics.method_label(info.get("method")),
+            socket_id=info.get("socket_id"),
+            path=scope.get("path"),
+            origin=info.get("origin"),
+            address=info.get("client"),
+            code=code,
+            duration=duration,
+        )
 
     async def _open(
         self, scope: WebSocketScope, receive: ASGIReceiveCallable, send: ASGISendCallable
@@ -268,36 +278,17 @@ class WSAuthMiddleware(BaseMiddleware):  # type: ignore[misc]  # (channels is un
             revoke.listen()
         conf = get_conf()
         attempt = admission.Attempt.of(scope, conf)
-        place = None
-        method: str | None = None
         try:
-            async with asyncio.timeout(conf.handshake_timeout):
-                identity, handshake = await authenticate(scope, conf, attempt.address)
-                attempt.origin = handshake.origin
-                checked_at = time.time()  # before the revocation markers are read
-                if identity is not None:
-                    method = identity.method
-                    place = await admission.admit(
-                        attempt,
-                        identity.user,
-                        identity.revocable,
-                        identity.issued_at,
-                        method=identity.method,
-                        expires_at=identity.expires_at,
-                    )
-                elif wants_first_message_auth(self.inner, attempt.path):
-                    method = "message"
-                    await admission.admit_unverified(attempt)
-                    identity = Identity(AnonymousUser(), "pending", None, None)
-                else:
-                    raise Refused("no_credentials", "no token subprotocol and no ticket")
+            identity, handshake, checked_at, place = await _bounded(
+                self._admitted(scope, conf, attempt), conf.handshake_timeout
+            )
         except WSAuthError as error:
             error = await admission.failed(attempt, error)
-            await self._answer(scope, receive, send, error, attempt, method)
+            await self._answer(scope, receive, send, error, attempt, attempt.method)
             return None
         except TimeoutError:
             timeout = Unavailable("timeout", "authentication took too long")
-            await self._answer(scope, receive, send, timeout, attempt, method)
+            await self._answer(scope, receive, send, timeout, attempt, attempt.method)
             return None
         except Exception as exc:  # a database or store fault: refuse cleanly, keep serving
             logger.error(
@@ -307,7 +298,7 @@ class WSAuthMiddleware(BaseMiddleware):  # type: ignore[misc]  # (channels is un
                 type(exc).__name__,
                 exc,
             )
-            method = method or _method_of(scope, conf)
+            method = attempt.method or _method_of(scope, conf)
             metrics.handshake("error", "server_error", method)
             await _refused_signal(type(self), "server_error", str(exc), method, False, attempt)
             await _deny(receive, send)
@@ -318,6 +309,33 @@ class WSAuthMiddleware(BaseMiddleware):  # type: ignore[misc]  # (channels is un
             if signals.handshake_accepted.receivers:
                 await _accepted_signal(type(self), inner, attempt)
         return inner, _selecting(send, handshake, identity.method, scope), place
+
+    async def _admitted(
+        self, scope: Mapping[str, Any], conf: Conf, attempt: admission.Attempt
+    ) -> tuple[Identity, Handshake, float, admission.SocketPlace | None]:
+        """The origin gate, the authenticators and admission: the identity, the parsed
+        handshake, when the markers were checked, and the socket's place."""
+        identity, handshake = await authenticate(scope, conf, attempt.address)
+        attempt.origin = handshake.origin
+        checked_at = time.time()  # before the revocation markers are read
+        place = None
+        if identity is not None:
+            attempt.method = identity.method
+            place = await admission.admit(
+                attempt,
+                identity.user,
+                identity.revocable,
+                identity.issued_at,
+                method=identity.method,
+                expires_at=identity.expires_at,
+            )
+        elif wants_first_message_auth(self.inner, attempt.path):
+            attempt.method = "message"
+            await admission.admit_unverified(attempt)
+            identity = Identity(AnonymousUser(), "pending", None, None)
+        else:
+            raise Refused("no_credentials", "no token subprotocol and no ticket")
+        return identity, handshake, checked_at, place
 
     @staticmethod
     def _scope(
@@ -396,6 +414,45 @@ class WSAuthMiddleware(BaseMiddleware):  # type: ignore[misc]  # (channels is un
             await _limit(receive, send, scope, get_conf())
         else:
             await _deny(receive, send)
+
+
+async def _bounded(coro: Coroutine[Any, Any, T], seconds: float | None) -> T:
+    """``await coro`` within ``seconds``. The timer is armed only once ``coro`` waits for
+    something: a handshake whose token, user and origin are cached runs to its end
+    without suspending, and no timeout can interrupt code that does not suspend, so
+    the limit is the same at the price of no timer per handshake."""
+    try:
+        waiting_on = coro.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    async with asyncio.timeout(seconds):
+        return cast(T, await _Resumed(coro, waiting_on))
+
+
+class _Resumed:
+    """Awaits a coroutine that has already suspended once on ``waiting_on``, as
+    ``await`` would have gone on: what the task sends or throws goes to the coroutine."""
+
+    __slots__ = ("coro", "waiting_on")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], waiting_on: Any) -> None:
+        self.coro, self.waiting_on = coro, waiting_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, waiting_on = self.coro, self.waiting_on
+        while True:
+            try:
+                value = yield waiting_on
+            except BaseException as exc:  # a cancellation (the timeout's), a close
+                try:
+                    waiting_on = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waiting_on = coro.send(value)
+                except StopIteration as done:
+                    return done.value
 
 
 def _outcome(error: WSAuthError) -> str:

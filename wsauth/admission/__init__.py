@@ -51,6 +51,7 @@ class Attempt:
     bucket: str
     path: str
     origin: str | None
+    method: str | None = None  # the credential's, once an authenticator claimed it
 
     @classmethod
     def of(cls, scope: Mapping[str, Any], conf: Conf, origin: str | None = None) -> Attempt:

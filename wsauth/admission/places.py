@@ -46,7 +46,9 @@ def places_key(user_pk: Any) -> str:
     return f"wsauth:{user_tag(user_pk)}:sockets"
 
 
-_text = json.JSONEncoder(separators=(",", ":")).encode  # for strings only: the fast path
+#: JSON for a string, in C: what ``json.dumps`` writes for one (ASCII, escaped).
+_text = json.encoder.encode_basestring_ascii
+_head: tuple[str, str] | None = None
 
 
 def _json(value: Any) -> str:
@@ -61,15 +63,24 @@ def _json(value: Any) -> str:
     return str(_text(str(value)))
 
 
+def _member_head() -> str:
+    """The members' common start on this process, ``{"process":"host:pid","socket":``."""
+    global _head
+    process = process_id()
+    if _head is None or _head[0] != process:
+        _head = (process, f'{{"process":{_json(process)},"socket":')
+    return _head[1]
+
+
 def describe(
     user_pk: Any, method: str, origin: str | None, path: str, expires_at: float | None
 ) -> str:
     """A socket's member in its user's places: unique, and all the registry tells (a
     JSON object, written by hand: ``json.dumps`` of a dict was a tenth of admission)."""
     return (
-        f'{{"process":{_json(process_id())},"socket":{next(_counter)},'
-        f'"user":{_json(user_pk)},"method":{_json(method)},"origin":{_json(origin)},'
-        f'"path":{_json(path)},"since":{time.time():.3f},"expires_at":{_json(expires_at)}}}'
+        f'{_member_head()}{next(_counter)},"user":{_json(user_pk)},"method":{_json(method)},'
+        f'"origin":{_json(origin)},"path":{_json(path)},"since":{time.time():.3f},'
+        f'"expires_at":{_json(expires_at)}}}'
     )
 
 
@@ -82,11 +93,19 @@ class SocketPlace:
     def __init__(self, key: str, member: str) -> None:
         self.key, self.member = key, member
 
-    async def release(self) -> None:
+    def release_locally(self) -> bool:
+        """Give the place back with the next sync, without awaiting (no task, nothing
+        to shield on a closing socket); False in the exact mode: ``await release()``."""
+        if get_conf().limits_sync_interval <= 0:
+            return False
         _keeper.get().forget(self)
-        if get_conf().limits_sync_interval > 0:  # with the next sync
-            sync.get().release(self.key, self.member)
+        sync.get().release(self.key, self.member)
+        return True
+
+    async def release(self) -> None:
+        if self.release_locally():
             return
+        _keeper.get().forget(self)
         try:
             await store.get("limits").release(self.key, self.member)
         except Exception as exc:  # it lapses with its lease
@@ -150,7 +169,14 @@ async def renew_now() -> None:
 
 def socket_id(member: str) -> str:
     """The socket's id in the deployment, ``host:pid/number``: what the admin's
-    "disconnect" and ``revoke.disconnect_socket`` target. (Parsed from the member.)"""
+    "disconnect" and ``revoke.disconnect_socket`` target. (Read from the member: this
+    process's by its known start, without parsing the JSON.)"""
+    head = _member_head()
+    if member.startswith(head):
+        end = member.find(",", len(head))
+        number = member[len(head) : end]
+        if end > 0 and number.isdigit():
+            return f"{process_id()}/{number}"
     info = json.loads(member)
     return f"{info['process']}/{info['socket']}"
 
