@@ -29,8 +29,10 @@ class Stack:
         self.issuer, self.env, self.a, self.b = issuer, env, a, b
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # One per test: the metrics test counts from zero, and a scrape caches the
+    # deployment-wide gauges for 5 s, so no other test may touch its processes first.
     tmp: Path = tmp_path_factory.mktemp("ops")
     issuer = Issuer().start()
     env = migrated_project_env(tmp, issuer, REDIS_URL, DEMO_AUDIT="1")
