@@ -161,7 +161,8 @@ def test_the_demo_audit_log_is_fed_by_the_signals(stack: Stack) -> None:
     ws = open_socket(a, token, "/ws/chat/audited/")
     ws.close()
     with pytest.raises(InvalidStatus):
-        connect(a.ws + "/ws/echo/", subprotocols=["chat", PREFIX + token + "x"])
+        # A bad signature (a trailing "x" makes the base64url non-canonical: malformed).
+        connect(a.ws + "/ws/echo/", subprotocols=["chat", PREFIX + token[:-4] + "AAAA"])
     with pytest.raises(InvalidStatus):
         connect(a.ws + "/ws/echo/", origin="https://evil.example")
 
