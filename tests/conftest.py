@@ -49,14 +49,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.live)
 
 
-#: Where captured log sections held credentials: (test id, section, what).
-_LOGGED: list[tuple[str, str, list[str]]] = []
+#: Captured sections that held credentials: (test id, section) -> what. (A phase's report
+#: repeats the earlier phases' sections.)
+_LOGGED: dict[tuple[str, str], list[str]] = {}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     for section, text in report.sections:
         if found := ISSUED.leaks(text):
-            _LOGGED.append((report.nodeid, section, found))
+            _LOGGED[report.nodeid, section] = found
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -67,7 +68,9 @@ def no_credential_in_any_log(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     yield
     in_files = ISSUED.leaks_in_logs(tmp_path_factory.getbasetemp())
     lines = [f"{path}: {', '.join(found[:3])}" for path, found in in_files.items()]
-    lines += [f"{nodeid} ({section}): {', '.join(found[:3])}" for nodeid, section, found in _LOGGED]
+    lines += [
+        f"{test} ({section}): {', '.join(found[:3])}" for (test, section), found in _LOGGED.items()
+    ]
     assert not lines, "credentials in clear in this session's logs:\n" + "\n".join(lines)
 
 
