@@ -6,7 +6,10 @@ and ``wsauth/pkg/__init__.py`` -> ``tests/test_pkg.py``; a management command
 ``wsauth/management/commands/cmd.py`` -> ``tests/test_management_cmd.py``. Named before
 the rule: ``test_admission.py``, ``test_addresses.py``, ``test_revocation.py`` (revoke).
 Tests of several modules together (``*_live.py``, topologies, fuzzing) come on top.
-"""
+
+Also the ``live`` marker (tests that start processes: servers, Redis topologies,
+Chromium; tox's in-process cells deselect them), and the session-wide search for issued
+credentials in what the session logged (``tests/leaks.py``)."""
 
 from __future__ import annotations
 
@@ -23,11 +26,59 @@ from wsauth import conf as wsauth_conf
 
 from .daphne import REDIS_URL, DaphneServer, manage, project_env_for
 from .issuer import AUDIENCE, Issuer
+from .leaks import ISSUED
 
 # CI draws the same examples every run: a red CI run then means a changed code path,
 # not a new random draw. Local runs (the default profile) keep exploring.
 hypothesis_settings.register_profile("ci", derandomize=True, database=None)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+#: Fixtures that start processes (Daphne, Redis topologies): a test using one is live.
+LIVE_FIXTURES = {"daphne", "redis_cluster", "redis_sentinel", "redis_replicated", "valkey"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "live: starts server processes or a browser (every *_live.py module, browser tests,"
+        " tests using a process fixture); deselected by -m 'not live'",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if (
+            item.path.stem.endswith("_live")
+            or item.get_closest_marker("browser")
+            or LIVE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+        ):
+            item.add_marker(pytest.mark.live)
+
+
+#: Captured sections that held credentials: (test id, section) -> what. (A phase's report
+#: repeats the earlier phases' sections.)
+_LOGGED: dict[tuple[str, str], list[str]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for section, text in report.sections:
+        if found := ISSUED.leaks(text):
+            _LOGGED[report.nodeid, section] = found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_credential_in_any_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the last test (whichever it is): no log of this session holds a JWT, a
+    ticket or a credential the session issued, neither a log section pytest captured nor
+    a log file a server process wrote under the session's temporary directory."""
+    yield
+    in_files = ISSUED.leaks_in_logs(tmp_path_factory.getbasetemp())
+    lines = [f"{path}: {', '.join(found[:3])}" for path, found in in_files.items()]
+    lines += [
+        f"{test} ({section}): {', '.join(found[:3])}" for (test, section), found in _LOGGED.items()
+    ]
+    assert not lines, "credentials in clear in this session's logs:\n" + "\n".join(lines)
 
 
 @pytest.fixture

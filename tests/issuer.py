@@ -18,6 +18,8 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from .leaks import ISSUED
+
 AUDIENCE = "wsauth-tests"
 
 
@@ -136,12 +138,14 @@ class Issuer:
         header = {"typ": "at+jwt", **(headers or {})}
         if include_kid:
             header["kid"] = kid
-        return jwt.encode(
+        token = jwt.encode(
             self.claims(**claims),
             key if key is not None else private,
             algorithm=alg or default_alg,
             headers=header,
         )
+        ISSUED.add(token)  # tests/conftest.py: no log of the session may hold it
+        return token
 
     def authorize(self, client_id: str, nonce: str, **claims: Any) -> str:
         """A browser login at the provider: the authorization code its redirect carries.

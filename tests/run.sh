@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it, on a fresh machine or a warm one:
-#   Django 5.2 LTS on Python 3.11 (.venv) and Django 6.0 on Python 3.12 (.venv312),
-#   plus ruff and mypy. Extra arguments go to pytest (e.g. -k ticket, -x).
+# The whole test suite, as CI runs it, on a fresh machine or a warm one: ruff and mypy
+# (.venv), then the tox matrix (tox.ini: every Python and Django pair, the live tests on
+# the oldest and the newest), then the coverage of all of it, gated (pyproject.toml).
+# Extra arguments go to pytest in every cell (e.g. -k ticket, -x).
 # Installs what it needs: Debian's chromium (browser tests), Redis if none answers on
-# 127.0.0.1:6379, Valkey (unpacked into /opt/valkey), and both virtual environments.
+# 127.0.0.1:6379, Valkey (unpacked into /opt/valkey), .venv, and the interpreters' paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,19 +78,21 @@ find_python() {  # find_python 3.12 -> a python3.12 executable
   done
   return 1
 }
-make_venv() {  # make_venv DIR PYTHON DJANGO_SPEC EXTRAS
-  local dir=$1 py=$2 django=$3 extras=$4
-  [ -x "$dir/bin/python" ] || "$py" -m venv "$dir"
-  "$dir/bin/python" -m pip install -q -U pip 2>&1 | grep -v '^WARNING: Location' || true
-  "$dir/bin/python" -m pip install -q -e ".[$extras]" "$django" 2>&1 \
-    | grep -v '^WARNING: Location' || true
-  "$dir/bin/python" -c "import django, wsauth; print('==', '$dir', 'Django', django.get_version())"
-}
 
 PY311=$(find_python 3.11 || command -v python3)
-PY312=$(find_python 3.12) || { echo "python3.12 not found (pyenv install 3.12)"; exit 1; }
-make_venv .venv "$PY311" "django>=5.2,<6.0" dev
-make_venv .venv312 "$PY312" "django>=6.0,<6.1" test
+# tox looks interpreters up on PATH (python3.12, python3.13): put pyenv's there.
+for v in 3.12 3.13; do
+  py=$(find_python "$v") || { echo "python$v not found (pyenv install $v)"; exit 1; }
+  PATH="$(dirname "$py"):$PATH"
+done
+export PATH
+
+# .venv: Django 5.2 LTS on Python 3.11 with the dev tools (ruff, mypy, tox, coverage).
+[ -x .venv/bin/python ] || "$PY311" -m venv .venv
+.venv/bin/python -m pip install -q -U pip 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -m pip install -q -e ".[dev]" "django>=5.2,<6.0" 2>&1 \
+  | grep -v '^WARNING: Location' || true
+.venv/bin/python -c "import django, wsauth; print('== .venv Django', django.get_version())"
 
 # --- checks ------------------------------------------------------------------------------
 echo "== ruff"
@@ -98,7 +101,14 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 
-echo "== tests: Django 5.2 / Python 3.11"
-.venv/bin/python -m pytest "$@"
-echo "== tests: Django 6.0 / Python 3.12"
-.venv312/bin/python -m pytest "$@"
+# --- the matrix --------------------------------------------------------------------------
+.venv/bin/coverage erase
+echo "== tox: creating the environments"
+.venv/bin/tox run-parallel --notest --parallel-no-spinner -p 3 -q
+status=0
+.venv/bin/tox run -- "$@" || status=$?
+
+echo "== coverage of wsauth, every cell and process"
+.venv/bin/coverage combine -q
+.venv/bin/coverage report || status=$?
+exit "$status"

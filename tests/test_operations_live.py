@@ -29,8 +29,10 @@ class Stack:
         self.issuer, self.env, self.a, self.b = issuer, env, a, b
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # One per test: the metrics test counts from zero, and a scrape caches the
+    # deployment-wide gauges for 5 s, so no other test may touch its processes first.
     tmp: Path = tmp_path_factory.mktemp("ops")
     issuer = Issuer().start()
     env = migrated_project_env(tmp, issuer, REDIS_URL, DEMO_AUDIT="1")
@@ -160,7 +162,8 @@ def test_the_demo_audit_log_is_fed_by_the_signals(stack: Stack) -> None:
     ws = open_socket(a, token, "/ws/chat/audited/")
     ws.close()
     with pytest.raises(InvalidStatus):
-        connect(a.ws + "/ws/echo/", subprotocols=["chat", PREFIX + token + "x"])
+        # A bad signature (a trailing "x" makes the base64url non-canonical: malformed).
+        connect(a.ws + "/ws/echo/", subprotocols=["chat", PREFIX + token[:-4] + "AAAA"])
     with pytest.raises(InvalidStatus):
         connect(a.ws + "/ws/echo/", origin="https://evil.example")
 
