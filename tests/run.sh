@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it, on a fresh machine or a warm one: ruff and mypy
 # (.venv), then the tox matrix (tox.ini: every Python and Django pair, the live tests on
-# the oldest and the newest), then the coverage of all of it, gated (pyproject.toml).
+# the oldest and the newest), then the coverage of all of it, gated (pyproject.toml), then
+# the packaging check (tests/packaging/check.sh: a wheel adopted outside this repository).
 # Extra arguments go to pytest in every cell (e.g. -k ticket, -x).
 # Installs what it needs: Debian's chromium (browser tests), Redis if none answers on
 # 127.0.0.1:6379, Valkey (unpacked into /opt/valkey), .venv, and the interpreters' paths.
@@ -111,4 +112,9 @@ status=0
 echo "== coverage of wsauth, every cell and process"
 .venv/bin/coverage combine -q
 .venv/bin/coverage report || status=$?
+
+# The wheel and sdist, twine check, and the README's adoption steps in a project that
+# django-admin startproject makes outside this repository (tests/packaging/check.sh).
+echo "== packaging"
+bash tests/packaging/check.sh "$PY311" || status=$?
 exit "$status"
