@@ -386,7 +386,9 @@ def replay_keys(client: Any) -> list[bytes]:
     return list(client.scan_iter(match="*dpop-jti*"))
 
 
-@pytest.mark.parametrize("offset", [69, 30, 0, -30, -69])
+# Not +-69: the replay must be presented while the proof is still inside its window, and
+# under coverage on a loaded CI machine the second presentation came more than 1 s later.
+@pytest.mark.parametrize("offset", [60, 30, 0, -30, -60])
 async def test_a_proofs_jti_is_kept_for_its_whole_window(redis_replay_store, offset):
     """A proof is accepted while ``|now - iat| <= DPOP_PROOF_MAX_AGE + LEEWAY`` (70 s by
     default); its jti must be remembered at least until the last of those moments."""
