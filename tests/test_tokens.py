@@ -298,3 +298,23 @@ async def test_verified_claims_share_repeated_strings(issuer, wsauth_settings):
     for name in ("iss", "aud", "scope"):
         assert first.claims[name] is second.claims[name], name
     assert first.claims["sub"] == "a" and second.claims["sub"] == "b"
+
+
+def test_discarding_from_the_verified_cache_while_it_is_filled():
+    """A revocation from sync code walks the cache on async_to_sync's thread while the
+    server's loop adds to it; an insertion during the walk (here, by the predicate) must
+    not end the revocation with "dictionary changed size during iteration"."""
+    from wsauth.tokens import _BoundedCache
+
+    cache: _BoundedCache[str, int] = _BoundedCache(100, expires=lambda value: float("inf"))
+    for n in range(10):
+        cache.put(f"k{n}", n)
+
+    def odd_and_inserting(value: int) -> bool:
+        cache.put(f"new{value}", 100 + value)
+        return value % 2 == 1
+
+    cache.discard_where(odd_and_inserting)
+    kept = [cache.get(f"k{n}", 0.0) for n in range(10)]
+    assert kept == [0, None, 2, None, 4, None, 6, None, 8, None]
+    assert cache.get("new3", 0.0) == 103

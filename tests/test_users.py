@@ -101,3 +101,28 @@ def test_a_full_cache_starts_over(monkeypatch):
     assert len(cache) == 3
     users._remember(cache, "new", object(), 60)
     assert list(cache) == ["new"]  # bounded: cleared, never grown past the bound
+
+
+def test_forgetting_a_user_while_another_thread_fills_the_cache():
+    """The post_save of a user created in database_sync_to_async forgets it on that
+    thread while the event loop's thread adds entries (seen once in CI: "dictionary
+    changed size during iteration" refused a handshake). An insertion during the walk
+    is simulated by a user whose ``pk`` adds one, as the other thread can at any
+    attribute read."""
+    users.clear_cache()
+
+    class Inserting:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        @property
+        def pk(self) -> int:
+            users._by_identity[("iss", f"new-{self.n}")] = (float("inf"), Inserting(-1))
+            return self.n
+
+    for n in range(5):
+        users._by_identity[("iss", f"sub-{n}")] = (float("inf"), Inserting(n))
+    users.forget_user(3)
+    assert ("iss", "sub-3") not in users._by_identity
+    assert {("iss", f"sub-{n}") for n in (0, 1, 2, 4)} <= set(users._by_identity)
+    users.clear_cache()

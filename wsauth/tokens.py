@@ -212,8 +212,11 @@ class _BoundedCache(Generic[K, V]):
             self._entries.popitem(last=False)
 
     def discard_where(self, predicate: Callable[[V], bool]) -> None:
-        for key in [k for k, v in self._entries.items() if predicate(v)]:
-            del self._entries[key]
+        # A snapshot: a revocation from sync code runs here on async_to_sync's thread
+        # while the server's loop fills the cache (see users.forget_user).
+        for key, value in list(self._entries.items()):
+            if predicate(value):
+                self._entries.pop(key, None)
 
 
 def _claims_exp(claims: dict[str, Any]) -> float:

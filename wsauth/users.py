@@ -31,10 +31,14 @@ def clear_cache() -> None:
 
 
 def forget_user(pk: Any) -> None:
-    """Drop a user from the cache (deactivation, revocation)."""
+    """Drop a user from the cache (deactivation, revocation). Called from threads too
+    (``post_save`` of a user created in ``database_sync_to_async``) while the event loop
+    fills the cache: it walks a snapshot (``list`` of a dict's items runs no Python code,
+    so no other thread's insertion lands mid-copy)."""
     _by_pk.pop(pk, None)
-    for key in [k for k, (_, user) in _by_identity.items() if user.pk == pk]:
-        del _by_identity[key]
+    for key, (_, user) in list(_by_identity.items()):
+        if user.pk == pk:
+            _by_identity.pop(key, None)
 
 
 def _remember(cache: dict[Any, tuple[float, Any]], key: Any, user: Any, ttl: float) -> None:
