@@ -15,14 +15,19 @@ import os
 import signal
 import sys
 import threading
+import types
 import uuid
 from pathlib import Path
 
 
 def main() -> int:
     issuer_py, out, audience = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-    # Loaded by path: putting tests/ on sys.path would expose its other modules.
-    spec = importlib.util.spec_from_file_location("wsauth_test_issuer", issuer_py)
+    # Loaded by path: putting tests/ on sys.path would expose its other modules. A package
+    # of its own resolves issuer.py's relative import (leaks.py, which records tokens).
+    package = types.ModuleType("wsauth_tests")
+    package.__path__ = [str(issuer_py.parent)]
+    sys.modules["wsauth_tests"] = package
+    spec = importlib.util.spec_from_file_location("wsauth_tests.issuer", issuer_py)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
