@@ -21,6 +21,18 @@ PREFIX = "authorization_bearer_"
 RECEIVERS = 20
 
 
+async def room_emptied(redis_url: str, group: str, within: float) -> None:
+    """Wait until every consumer left ``group`` in channels-redis; fail with who stayed."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + within
+        while client.zcard(f"asgi:group:{group}"):
+            assert time.monotonic() < deadline, client.zrange(f"asgi:group:{group}", 0, -1)
+            await asyncio.sleep(0.2)
+    finally:
+        client.close()
+
+
 async def flood_room(url: str, token: str, stop: asyncio.Event, pause: float) -> int:
     """Send to the room until ``stop``, reading what the room sends back (a client that
     does not read is closed at MAX_QUEUED_BYTES); how many were sent."""
@@ -70,14 +82,7 @@ async def test_sockets_closed_by_the_server_mid_flow_leave_the_room(
     assert all(await asyncio.gather(*flooding))
     assert codes == [4001] * RECEIVERS  # closed by the server, at expiry
 
-    client = redis.Redis.from_url(redis_url)
-    try:
-        deadline = time.monotonic() + 20
-        while client.zcard("asgi:group:chat.flow"):  # every consumer left the room
-            assert time.monotonic() < deadline, client.zrange("asgi:group:chat.flow", 0, -1)
-            await asyncio.sleep(0.2)
-    finally:
-        client.close()
+    await room_emptied(redis_url, "chat.flow", within=20)
     log = server.log()
     assert "Exception inside application" not in log, log[-3000:]
     assert log.count("closing socket code=4001") == RECEIVERS
@@ -113,14 +118,7 @@ async def test_sockets_the_clients_close_mid_flow_leave_the_room(
     stop.set()
     assert all(await asyncio.gather(*flooding))
 
-    client = redis.Redis.from_url(redis_url)
-    try:
-        deadline = time.monotonic() + 15
-        while client.zcard("asgi:group:chat.leaving"):  # every consumer left the room
-            assert time.monotonic() < deadline, client.zrange("asgi:group:chat.leaving", 0, -1)
-            await asyncio.sleep(0.2)
-    finally:
-        client.close()
+    await room_emptied(redis_url, "chat.leaving", within=15)
     log = server.log()
     assert "Exception inside application" not in log, log[-3000:]
 
